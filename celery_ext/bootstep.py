@@ -1,0 +1,285 @@
+"""``install(app)``: the worker bootstep and the signal receivers that write task records.
+
+Receivers are connected once, at module level, with ``weak=False`` and a ``dispatch_uid``.
+``install`` appends this module to ``app.conf.imports`` so pool children started with
+``spawn`` (which do not inherit the parent's receivers) import it and connect them too.
+Each receiver only queues a small write for the background writer (see writer.py): no I/O on
+the task's path or on the worker's event loop, and it never raises into a task.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from typing import Any
+
+from celery import Celery, bootsteps, signals, states
+from celery.app import app_or_default
+
+from celery_ext.settings import DEFAULTS, get_settings, result_expires_seconds
+
+__all__ = ["install", "FileIntelStep", "is_installed"]
+
+logger = logging.getLogger(__name__)
+
+_installed: weakref.WeakSet[Celery] = weakref.WeakSet()
+#: task id -> perf_counter at task_prerun, in the process that runs the task.
+_started: dict[str, float] = {}
+_started_lock = threading.Lock()
+ERROR_MESSAGE_MAX = 500
+
+
+def install(app: Celery) -> Celery:
+    """Make ``app`` record task lifecycles for ``celery_ext.describe``.
+
+    Registers the ``fileintel_*`` setting defaults, the worker bootstep, and the signal
+    receivers (also in spawned pool children). Safe to call more than once, before or after
+    the app is configured. Returns ``app``.
+    """
+    if app in _installed:
+        return app
+    app.add_defaults(DEFAULTS)
+    if app.configured:
+        _on_configured(app)
+    # config_from_object() after install() reloads the configuration: apply ours again then.
+    app.on_after_configure.connect(_on_configured, weak=False)
+    app.steps["worker"].add(FileIntelStep)
+    _installed.add(app)
+    return app
+
+
+def _on_configured(sender: Celery, **_: Any) -> None:
+    get_settings(sender)  # fail early on a bad setting value, at import, not in a task
+    imports = tuple(sender.conf.imports or ())
+    if __name__ not in imports:
+        # Spawned pool children import conf.imports: that connects our receivers there too.
+        sender.conf.imports = imports + (__name__,)
+
+
+def is_installed(app: Celery) -> bool:
+    return app in _installed
+
+
+class FileIntelStep(bootsteps.StartStopStep):
+    """Owns the record writer of the worker's main process: starts it, flushes it on stop."""
+
+    label = "fileintel"
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+
+    def start(self, parent: Any) -> None:
+        from celery_ext.records import store_for
+        from celery_ext.writer import writer_for
+
+        store = store_for(parent.app)
+        if store.enabled:
+            writer_for(parent.app)
+            logger.info("fileintel: task records go to %s", store.display_url)
+        else:
+            logger.warning(
+                "fileintel: task records are off: the result backend is not Redis and no "
+                "Redis URL was found (set fileintel_redis_url)."
+            )
+
+    def stop(self, parent: Any) -> None:
+        from celery_ext.writer import flush_all
+
+        flush_all(timeout=5.0)
+
+    terminate = stop
+
+
+# -- receivers ------------------------------------------------------------------------------
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _queue_write(
+    app: Celery | None,
+    task_id: str | None,
+    state: str | None,
+    fields: dict[str, Any],
+    measure_result: bool = False,
+) -> None:
+    """Hand a record write to the writer; swallow everything (a record must never break a task)."""
+    if app is None or task_id is None or app not in _installed:
+        return
+    try:
+        from celery_ext.records import store_for
+        from celery_ext.writer import RecordWrite, writer_for
+
+        if not store_for(app).enabled:
+            return
+        clean = {k: _text(v) for k, v in fields.items() if v is not None}
+        writer_for(app).put(RecordWrite(task_id, state, clean, measure_result, _now()))
+    except Exception:  # pragma: no cover - defensive
+        logger.exception("fileintel: could not queue a record write for task %s", task_id)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _task_app(task: Any) -> Celery | None:
+    app = getattr(task, "_app", None) or getattr(task, "app", None)
+    return app if isinstance(app, Celery) else None
+
+
+def _runtime(task_id: str) -> float | None:
+    with _started_lock:
+        started = _started.pop(task_id, None)
+    return round(time.perf_counter() - started, 6) if started is not None else None
+
+
+def _error_fields(exc: BaseException | None) -> dict[str, Any]:
+    if exc is None:
+        return {}
+    cls = type(exc)
+    return {
+        "error_type": getattr(cls, "__qualname__", cls.__name__),
+        "error_module": cls.__module__,
+        "error_message": _safe_str(exc)[:ERROR_MESSAGE_MAX],
+    }
+
+
+def _safe_str(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+
+
+@signals.after_task_publish.connect(weak=False, dispatch_uid="fileintel.after_task_publish")
+def _on_sent(sender: Any = None, headers: Any = None, routing_key: Any = None, **_: Any) -> None:
+    """Producer side: remember when a task was sent, so "queued" differs from "unknown"."""
+    if not isinstance(headers, dict) or "id" not in headers:
+        return  # protocol 1 or a foreign message: nothing we can read cheaply
+    app = app_or_default()
+    if app not in _installed or not app.conf.get("fileintel_track_sent", True):
+        return
+    fields = {"queued_at": _now(), "name": headers.get("task") or sender, "queue": routing_key}
+    _queue_write(app, headers["id"], "SENT", fields)
+
+
+@signals.task_received.connect(weak=False, dispatch_uid="fileintel.task_received")
+def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
+    """Worker main process: a worker holds the task (prefetched), it has not started."""
+    if request is None:
+        return
+    app = getattr(getattr(request, "task", None), "_app", None) or getattr(sender, "app", None)
+    fields = {
+        "received_at": _now(),
+        "name": getattr(request, "name", None),
+        "worker": getattr(request, "hostname", None),
+    }
+    _queue_write(app, getattr(request, "id", None), states.RECEIVED, fields)
+
+
+@signals.task_prerun.connect(weak=False, dispatch_uid="fileintel.task_prerun")
+def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    if task_id is None or task is None:
+        return
+    with _started_lock:
+        _started[task_id] = time.perf_counter()
+    request = task.request
+    fields = {
+        "started_at": _now(),
+        "name": task.name,
+        "worker": getattr(request, "hostname", None),
+        "retries": getattr(request, "retries", 0),
+    }
+    _queue_write(_task_app(task), task_id, states.STARTED, fields)
+
+
+@signals.task_success.connect(weak=False, dispatch_uid="fileintel.task_success")
+def _on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
+    task = sender
+    if task is None:
+        return
+    request = task.request
+    task_id = getattr(request, "id", None)
+    if task_id is None:
+        return
+    app = _task_app(task)
+    ignored = bool(task.ignore_result or getattr(request, "ignore_result", False))
+    fields: dict[str, Any] = {
+        "completed_at": _now(),
+        "runtime_s": _runtime(task_id),
+        "name": task.name,
+        "worker": getattr(request, "hostname", None),
+        "retries": getattr(request, "retries", 0),
+        "ignore_result": ignored or None,
+        "placeholders": getattr(request, "fileintel_placeholders", None),
+        "result_expires_s": result_expires_seconds(app) if app else None,
+    }
+    _queue_write(app, task_id, states.SUCCESS, fields, measure_result=not ignored)
+
+
+@signals.task_failure.connect(weak=False, dispatch_uid="fileintel.task_failure")
+def _on_failure(
+    sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, **_: Any
+) -> None:
+    """Runs in the pool child, or in the main process for WorkerLostError / hard time limits
+    (and then possibly twice: the record script keeps the first)."""
+    task = sender
+    app = _task_app(task)
+    fields: dict[str, Any] = {
+        "completed_at": _now(),
+        "runtime_s": _runtime(task_id) if task_id else None,
+        "name": getattr(task, "name", None),
+        "result_expires_s": result_expires_seconds(app) if app else None,
+        **_error_fields(exception),
+    }
+    _queue_write(app, task_id, states.FAILURE, fields, measure_result=True)
+
+
+@signals.task_retry.connect(weak=False, dispatch_uid="fileintel.task_retry")
+def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+    task = sender
+    task_id = getattr(request, "id", None)
+    if task_id:
+        _runtime(task_id)  # forget the start time: the next run starts a new one
+    fields: dict[str, Any] = {"retries": (getattr(request, "retries", 0) or 0) + 1}
+    if isinstance(reason, BaseException):
+        fields.update(_error_fields(reason))
+    elif reason is not None:
+        fields["error_message"] = _safe_str(reason)[:ERROR_MESSAGE_MAX]
+    _queue_write(_task_app(task), task_id, states.RETRY, fields)
+
+
+@signals.task_revoked.connect(weak=False, dispatch_uid="fileintel.task_revoked")
+def _on_revoked(
+    sender: Any = None, request: Any = None, terminated: bool = False, expired: bool = False, **_: Any
+) -> None:
+    """Worker main process (event loop): only queues the write."""
+    task = sender
+    task_id = getattr(request, "id", None)
+    reason = "expired before it ran" if expired else ("terminated" if terminated else "revoked")
+    app = _task_app(task)
+    fields = {
+        "completed_at": _now(),
+        "name": getattr(task, "name", None),
+        "worker": getattr(request, "hostname", None),
+        "error_type": "TaskRevokedError",
+        "error_module": "celery.exceptions",
+        "error_message": reason,
+        "result_expires_s": result_expires_seconds(app) if app else None,
+    }
+    _queue_write(app, task_id, states.REVOKED, fields, measure_result=True)
+
+
+@signals.worker_process_shutdown.connect(weak=False, dispatch_uid="fileintel.process_shutdown")
+def _on_process_shutdown(**_: Any) -> None:
+    """Pool child exiting: write what is still queued."""
+    from celery_ext.writer import flush_all
+
+    flush_all(timeout=2.0)

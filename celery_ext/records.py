@@ -1,0 +1,371 @@
+"""The task-record store: key layout, the Redis client, and writes that never downgrade.
+
+A *task record* is a small Redis hash per task, written by the worker (and by producers that
+called ``install``) at each transition: sent, received, started, retry, and the terminal
+success / failure / revoked. It lives ``record_ttl`` (7 days by default), far longer than the
+result itself, so "succeeded at 10:02, result expired at 11:02" can be told apart from
+"no such task".
+
+All Redis key names are built here and derived from the result backend's task key prefix,
+so ``result_backend_transport_options={"global_keyprefix": ...}`` carries over::
+
+    <prefix>celery-task-meta-<id>     Celery's own result (also its pub/sub channel)
+    <prefix>fileintel-record-<id>     our record (hash)
+    <prefix>fileintel-active          ids of started, unfinished tasks (sorted set, by start time)
+    <prefix>fileintel-finished        ids of the last finished tasks (sorted set, by end time)
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery, states
+
+from celery_ext.ids import validate_task_id
+from celery_ext.settings import effective_record_ttl, get_settings
+
+if TYPE_CHECKING:
+    from celery.backends.redis import RedisBackend
+    from redis import Redis
+
+__all__ = [
+    "Rank",
+    "TaskRecord",
+    "RecordStore",
+    "store_for",
+    "meta_key",
+    "meta_channel_pattern",
+    "task_id_from_channel",
+    "redis_client",
+    "recent_task_ids",
+    "WRITE_SCRIPT",
+    "SENT",
+]
+
+#: Our name for "a producer sent it"; Celery has no such state.
+SENT = "SENT"
+_CELERY_META_PREFIX = b"celery-task-meta-"
+_RECORD = b"fileintel-record-"
+_ACTIVE = b"fileintel-active"
+_FINISHED = b"fileintel-finished"
+#: How many finished ids the "finished" index keeps (the board's "recently finished").
+FINISHED_INDEX_SIZE = 1000
+
+
+class Rank(enum.IntEnum):
+    """Order of transitions. A record's state only moves up, and never leaves TERMINAL."""
+
+    SENT = 0
+    RECEIVED = 1
+    RUNNING = 2  # STARTED and RETRY: a retried task runs again, so they share a rank
+    TERMINAL = 3
+
+    @classmethod
+    def of(cls, state: str) -> Rank:
+        if state in (states.SUCCESS, states.FAILURE, states.REVOKED, states.IGNORED, states.REJECTED):
+            return cls.TERMINAL
+        if state in (states.STARTED, states.RETRY):
+            return cls.RUNNING
+        if state == states.RECEIVED:
+            return cls.RECEIVED
+        return cls.SENT
+
+
+# KEYS: record, meta, active index, finished index
+# ARGV: ttl, state ('' for none), rank, now (epoch seconds), task id, measure ('1': read the
+#       stored result's size and TTL), finished-index size, then field/value pairs.
+# A write that does not move the state up (a late or duplicate signal) only fills fields that
+# are still missing, so a terminal record is never downgraded. One script = one atomic step.
+WRITE_SCRIPT = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
+local rank = tonumber(ARGV[3])
+local upgrade = ARGV[2] ~= '' and cur < 3 and rank >= cur
+local now = tonumber(ARGV[4])
+for i = 8, #ARGV, 2 do
+  if upgrade then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  else
+    redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+if upgrade then
+  redis.call('HSET', KEYS[1], 'state', ARGV[2], 'rank', rank, 'updated_ts', ARGV[4])
+  if rank == 3 then
+    redis.call('ZREM', KEYS[3], ARGV[5])
+    redis.call('ZADD', KEYS[4], now, ARGV[5])
+    redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -tonumber(ARGV[7]) - 1)
+    if ARGV[6] == '1' then
+      local size = redis.call('STRLEN', KEYS[2])
+      local pttl = redis.call('PTTL', KEYS[2])
+      redis.call('HSET', KEYS[1], 'result_bytes', size)
+      if pttl > 0 then
+        redis.call('HSET', KEYS[1], 'result_expires_ts', tostring(now + pttl / 1000))
+      elseif pttl == -1 then
+        redis.call('HSET', KEYS[1], 'result_expires_ts', 'never')
+      end
+    end
+  elseif rank == 2 then
+    redis.call('ZADD', KEYS[3], now, ARGV[5])
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[1]))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return upgrade and 1 or 0
+"""
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A record as read back (all fields optional: writes arrive in any order)."""
+
+    state: str | None = None
+    name: str | None = None
+    worker: str | None = None
+    queue: str | None = None
+    queued_at: datetime | None = None
+    received_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    runtime_s: float | None = None
+    retries: int | None = None
+    result_bytes: int | None = None
+    #: When the stored result expires/expired; None: unknown. ``never`` is kept apart.
+    result_expires_at: datetime | None = None
+    result_never_expires: bool = False
+    result_expires_s: int | None = None  # the result_expires setting at completion
+    error_type: str | None = None
+    error_module: str | None = None
+    error_message: str | None = None
+    ignore_result: bool = False
+    placeholders: str | None = None  # JSON list written by FileIntelTask
+
+    @property
+    def terminal(self) -> bool:
+        return self.state is not None and Rank.of(self.state) is Rank.TERMINAL
+
+    @classmethod
+    def from_redis(cls, raw: dict[bytes, bytes] | list[bytes] | None) -> TaskRecord | None:
+        """Parse HGETALL output (a dict, or the flat list a Lua script returns)."""
+        if not raw:
+            return None
+        if isinstance(raw, list):
+            raw = dict(zip(raw[0::2], raw[1::2]))
+        data = {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
+        expires = data.get("result_expires_ts")
+        return cls(
+            state=data.get("state"),
+            name=data.get("name"),
+            worker=data.get("worker"),
+            queue=data.get("queue"),
+            queued_at=_time(data.get("queued_at")),
+            received_at=_time(data.get("received_at")),
+            started_at=_time(data.get("started_at")),
+            completed_at=_time(data.get("completed_at")),
+            runtime_s=_float(data.get("runtime_s")),
+            retries=_int(data.get("retries")),
+            result_bytes=_int(data.get("result_bytes")),
+            result_expires_at=_time(expires) if expires and expires != "never" else None,
+            result_never_expires=expires == "never",
+            result_expires_s=_int(data.get("result_expires_s")),
+            error_type=data.get("error_type"),
+            error_module=data.get("error_module"),
+            error_message=data.get("error_message"),
+            ignore_result=data.get("ignore_result") == "1",
+            placeholders=data.get("placeholders"),
+        )
+
+
+def _time(value: str | None) -> datetime | None:
+    """Records store times as epoch seconds (what the Lua script can compute with)."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromtimestamp(float(value), timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class RecordStore:
+    """Where one app's records live: a Redis backend object (for its client) and key prefix.
+
+    When the result backend is Redis (or Sentinel) the records sit beside the results. When
+    it is not, ``fileintel_redis_url`` or a Redis broker URL is used through a Redis backend
+    object of our own, so TLS and Sentinel URLs work exactly as in Celery.
+    """
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.settings = get_settings(app)
+        self.result_backend_is_redis = _is_redis_backend(app.backend)
+        self.url = self._records_url()
+        self.enabled = self.url is not None
+        self.record_ttl = effective_record_ttl(app, self.settings)
+        self._local = threading.local()
+        backend = app.backend
+        if self.result_backend_is_redis:
+            task_prefix: bytes = backend.task_keyprefix
+        else:
+            task_prefix = _prefixed(app, _CELERY_META_PREFIX)
+        self.prefix = task_prefix[: -len(_CELERY_META_PREFIX)]
+        self.meta_prefix = task_prefix
+
+    def _records_url(self) -> str | None:
+        if self.settings.redis_url:
+            return self.settings.redis_url
+        if self.result_backend_is_redis:
+            return str(self.app.backend.url or self.app.conf.result_backend)
+        broker = self.app.conf.broker_url or ""
+        if isinstance(broker, str) and broker.split(":", 1)[0] in ("redis", "rediss", "sentinel"):
+            return broker
+        return None
+
+    @property
+    def display_url(self) -> str:
+        from celery_ext.errors import redact_url
+
+        return redact_url(self.url or "")
+
+    # -- keys ---------------------------------------------------------------------------
+    def meta_key(self, task_id: str) -> bytes:
+        return self.meta_prefix + validate_task_id(task_id).encode()
+
+    def record_key(self, task_id: str) -> bytes:
+        return self.prefix + _RECORD + validate_task_id(task_id).encode()
+
+    @property
+    def active_key(self) -> bytes:
+        return self.prefix + _ACTIVE
+
+    @property
+    def finished_key(self) -> bytes:
+        return self.prefix + _FINISHED
+
+    def keys_for_write(self, task_id: str) -> list[bytes]:
+        return [self.record_key(task_id), self.meta_key(task_id), self.active_key, self.finished_key]
+
+    # -- clients ------------------------------------------------------------------------
+    def client(self) -> Redis:
+        """The Redis client for reads in this thread (the result backend's own when it is Redis)."""
+        if self.result_backend_is_redis and not self.settings.redis_url:
+            return self.app.backend.client  # thread-local and fork-aware
+        return self.own_backend().client
+
+    def own_backend(self, socket_timeout: float | None = None) -> RedisBackend:
+        """A Redis backend object of our own for this thread (records on a separate Redis,
+        or writes with a short socket timeout)."""
+        cache = self._local.__dict__.setdefault("backends", {})
+        if socket_timeout not in cache:
+            cache[socket_timeout] = self._make_backend(socket_timeout)
+        backend: RedisBackend = cache[socket_timeout]
+        return backend
+
+    def _make_backend(self, socket_timeout: float | None) -> RedisBackend:
+        from celery.app.backends import by_url
+
+        if self.url is None:
+            raise RuntimeError("task records are off: no Redis URL for them")
+        cls, url = by_url(self.url, self.app.loader)
+        backend = cls(app=self.app, url=url)
+        if socket_timeout is not None:
+            backend.connparams["socket_timeout"] = socket_timeout
+            backend.connparams["socket_connect_timeout"] = socket_timeout
+            backend.connparams["retry_on_timeout"] = False
+        return backend  # type: ignore[no-any-return]
+
+
+def _is_redis_backend(backend: Any) -> bool:
+    from celery.backends.redis import RedisBackend
+
+    return isinstance(backend, RedisBackend)
+
+
+def _prefixed(app: Celery, prefix: bytes) -> bytes:
+    """Apply ``global_keyprefix`` the way Celery's key-value backends do."""
+    options = app.conf.get("result_backend_transport_options") or {}
+    global_prefix = options.get("global_keyprefix")
+    if not global_prefix:
+        return prefix
+    if global_prefix[-1] not in ":_-.":
+        global_prefix += "_"
+    return global_prefix.encode() + prefix
+
+
+_stores: weakref.WeakKeyDictionary[Celery, RecordStore] = weakref.WeakKeyDictionary()
+_stores_lock = threading.Lock()
+
+
+def store_for(app: Celery) -> RecordStore:
+    """The (cached) RecordStore of ``app``."""
+    with _stores_lock:
+        store = _stores.get(app)
+        if store is None:
+            store = _stores[app] = RecordStore(app)
+        return store
+
+
+def forget_store(app: Celery) -> None:
+    """Drop the cached store (after changing settings in tests or at run time)."""
+    with _stores_lock:
+        _stores.pop(app, None)
+
+
+# -- the small public helpers the CLI and Flower use --------------------------------------
+
+
+def meta_key(app: Celery, task_id: str) -> bytes:
+    """Celery's result key for ``task_id``; also the channel its state changes are published on."""
+    return store_for(app).meta_key(task_id)
+
+
+def meta_channel_pattern(app: Celery) -> bytes:
+    """A PSUBSCRIBE pattern matching every task's result channel."""
+    return store_for(app).meta_prefix + b"*"
+
+
+def task_id_from_channel(app: Celery, channel: bytes | str) -> str:
+    """The task id a result channel (or key) belongs to."""
+    raw = channel.encode() if isinstance(channel, str) else channel
+    prefix = store_for(app).meta_prefix
+    if not raw.startswith(prefix):
+        raise ValueError(f"{raw!r} is not a task result channel")
+    return raw[len(prefix):].decode()
+
+
+def redis_client(app: Celery) -> Redis:
+    """The redis-py client that reads results and records in this thread."""
+    return store_for(app).client()
+
+
+def recent_task_ids(app: Celery, kind: str, limit: int = 100) -> list[str]:
+    """Ids from the bootstep's indexes, newest first: ``active`` (started, not finished)
+    or ``finished`` (the last 1,000 finished)."""
+    store = store_for(app)
+    if not store.enabled:
+        return []
+    key = {"active": store.active_key, "finished": store.finished_key}[kind]
+    from celery_ext.describe import backend_errors, unavailable
+
+    try:
+        ids = store.client().zrevrange(key, 0, max(0, limit - 1))
+    except backend_errors() as exc:
+        raise unavailable(store, exc) from exc
+    return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]

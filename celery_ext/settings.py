@@ -1,0 +1,99 @@
+"""Every ``fileintel_*`` setting, its default and what it does, read once from ``app.conf``.
+
+Set them like any Celery setting (``app.conf.fileintel_record_ttl = ...``, a config module,
+or ``app.config_from_object``). ``install(app)`` registers the defaults, so
+``app.conf.fileintel_*`` always has a value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from celery import Celery
+
+__all__ = ["FileIntelSettings", "DEFAULTS", "get_settings", "result_expires_seconds"]
+
+ResultPolicy = Literal["sanitize", "warn", "fail"]
+SizePolicy = Literal["store", "fail"]
+
+MIB = 1024 * 1024
+DAY = 24 * 3600
+
+
+@dataclass(frozen=True)
+class FileIntelSettings:
+    """The resolved settings. Field ``x`` is read from ``app.conf.fileintel_x``."""
+
+    #: Results whose stored payload is larger than this are never loaded into memory
+    #: by readers: ``result`` is null with reason ``too_large`` (download them instead).
+    max_result_bytes: int = 10 * MIB
+    #: How long (seconds) a task record is kept. Never shorter than the result TTL plus a day,
+    #: so an expired result can still be explained.
+    record_ttl: int = 7 * DAY
+    #: Record ``queued_at`` when a producer that called ``install(app)`` sends a task,
+    #: so a queued task is told apart from an unknown id. Costs one Redis command per send.
+    track_sent: bool = True
+    #: Where task records live when the result backend is not Redis. ``None``: the backend URL
+    #: if it is Redis, else the broker URL if it is Redis, else records are off.
+    redis_url: str | None = None
+    #: FileIntelTask only: what to do with a return value JSON cannot hold.
+    #: ``sanitize`` stores a JSON-safe copy with placeholders, ``warn`` stores it as is and
+    #: logs, ``fail`` raises ``ResultNotSerializable`` naming the path.
+    result_policy: ResultPolicy = "sanitize"
+    #: FileIntelTask only: ``store`` keeps results above max_result_bytes intact and logs their
+    #: size; ``fail`` raises ``ResultTooLarge`` instead.
+    result_size_policy: SizePolicy = "store"
+    #: Warn (CLI, Flower) when a stored result expires within this many seconds.
+    expiry_warning: int = 600
+    #: Default ``--timeout`` (seconds) of ``celery fileintel wait`` and ``result --wait``.
+    wait_timeout: float = 300.0
+    #: Socket timeout (seconds) of the worker's record writes: a slow Redis never stalls a task.
+    record_write_timeout: float = 0.5
+    #: Longest progress message kept; longer ones are cut and the cut is listed in ``issues``.
+    progress_message_max: int = 500
+
+
+DEFAULTS: dict[str, Any] = {
+    f"fileintel_{f.name}": f.default for f in fields(FileIntelSettings)
+}
+
+
+def get_settings(app: Celery) -> FileIntelSettings:
+    """Read every ``fileintel_*`` setting from ``app.conf`` (defaults where unset)."""
+    conf = app.conf
+    values = {}
+    for f in fields(FileIntelSettings):
+        value = conf.get(f"fileintel_{f.name}", None)
+        values[f.name] = f.default if value is None and f.name != "redis_url" else value
+    settings = FileIntelSettings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: FileIntelSettings) -> None:
+    if settings.result_policy not in ("sanitize", "warn", "fail"):
+        raise ValueError(
+            f"fileintel_result_policy must be 'sanitize', 'warn' or 'fail', not {settings.result_policy!r}"
+        )
+    if settings.result_size_policy not in ("store", "fail"):
+        raise ValueError(
+            f"fileintel_result_size_policy must be 'store' or 'fail', not {settings.result_size_policy!r}"
+        )
+    if settings.max_result_bytes <= 0:
+        raise ValueError("fileintel_max_result_bytes must be a positive number of bytes")
+
+
+def result_expires_seconds(app: Celery) -> int | None:
+    """``result_expires`` in seconds, or None when results never expire (None or 0)."""
+    expires = app.conf.result_expires
+    if expires is None:
+        return None
+    seconds = int(expires.total_seconds()) if hasattr(expires, "total_seconds") else int(expires)
+    return seconds or None
+
+
+def effective_record_ttl(app: Celery, settings: FileIntelSettings) -> int:
+    """The record TTL: ``record_ttl``, but never shorter than the result TTL plus a day."""
+    result_ttl = result_expires_seconds(app) or 0
+    return max(settings.record_ttl, result_ttl + DAY)

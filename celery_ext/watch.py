@@ -1,0 +1,467 @@
+"""Waiting for tasks: Redis pub/sub push, a polling fallback, one monotonic deadline.
+
+::
+
+    outcome = celery_ext.wait(app, [id1, id2], timeout=30, on_update=print)
+    outcome[id1].phase          # the status read after the terminal message arrived
+    outcome.timed_out           # True if some task was still unfinished at the deadline
+    outcome.raise_for_timeout() # or turn that into a WaitTimeout
+
+Why not ``AsyncResult.get``: it checks its timeout once per 1 s drain loop, never reports the
+current state, and leaves the subscription open after a timeout (see DESIGN.md). Here:
+
+- On a Redis result backend, one pub/sub connection is opened for all ids. Each task's meta
+  key is also the channel Celery PUBLISHes every state change on. We SUBSCRIBE, wait for
+  Redis to confirm, and only then ``describe`` the tasks, so no update between the two reads
+  is lost. Each message for a task triggers one more ``describe`` of that task, so the status
+  returned is the one read after the terminal message (real result, last progress).
+- Pub/sub is at-most-once: after a reconnect every pending task is read again, and a long
+  safety re-read (``SAFETY_INTERVAL``) catches a connection that died silently. A healthy
+  wait therefore costs a handful of Redis commands per task per minute, not one per poll.
+- Other backends are polled with backoff (0.2 s growing to 5 s, with jitter) through the
+  same loop: only the "wait for something to happen" step differs.
+- One monotonic deadline bounds everything: ``timeout=2`` returns within about 2 s,
+  ``timeout=0`` reads once, ``timeout=None`` waits until every task is finished.
+- Redis unreachable: retry with backoff until the deadline. If Redis is still unreachable at
+  the deadline, raise ``BackendLost`` (a ``BackendUnavailable``); if it came back, the
+  outcome simply says which tasks are still unfinished.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from celery_ext.errors import BackendUnavailable, FileIntelError
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from celery_ext.status import TaskStatus
+
+__all__ = [
+    "wait",
+    "WaitResult",
+    "WaitTimeout",
+    "BackendLost",
+    "SAFETY_INTERVAL",
+    "POLL_INITIAL",
+    "POLL_CAP",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between safety re-reads of every pending task on a healthy pub/sub connection.
+#: Long on purpose: pushes carry the news; this only covers a connection that died silently.
+SAFETY_INTERVAL = 90.0
+#: First delay (seconds) of the polling fallback and of reconnect attempts.
+POLL_INITIAL = 0.2
+#: Longest delay (seconds) between polls and between reconnect attempts.
+POLL_CAP = 5.0
+#: Longest wait (seconds) for Redis to open the pub/sub connection; also bounded by the deadline.
+CONNECT_TIMEOUT = 5.0
+
+UpdateCallback = Callable[["TaskStatus"], None]
+BackendCallback = Callable[[BackendUnavailable | None], None]
+
+
+class WaitResult(dict[str, "TaskStatus"]):
+    """What ``wait`` returns: ``task_id -> TaskStatus`` (in the order the ids were given).
+
+    Also says how the wait ended: ``timed_out`` is True when the deadline passed while some
+    task was not finished (``unfinished`` lists them, in order).
+    """
+
+    def __init__(self, statuses: dict[str, TaskStatus], *, timeout: float | None, elapsed_s: float) -> None:
+        super().__init__(statuses)
+        self.timeout = timeout
+        self.elapsed_s = elapsed_s
+
+    @property
+    def unfinished(self) -> tuple[str, ...]:
+        return tuple(task_id for task_id, status in self.items() if not status.phase.finished)
+
+    @property
+    def timed_out(self) -> bool:
+        return bool(self.unfinished)
+
+    def raise_for_timeout(self) -> None:
+        """Raise ``WaitTimeout`` if some task was not finished at the deadline."""
+        if self.timed_out:
+            raise WaitTimeout(self)
+
+
+class WaitTimeout(FileIntelError, TimeoutError):
+    """The deadline passed while some tasks were still unknown, queued, running or retrying."""
+
+    def __init__(self, outcome: WaitResult) -> None:
+        self.outcome = outcome
+        unfinished = outcome.unfinished
+        shown = ", ".join(
+            f"{task_id} ({outcome[task_id].phase.value})" for task_id in unfinished[:5]
+        )
+        more = f" and {len(unfinished) - 5} more" if len(unfinished) > 5 else ""
+        super().__init__(
+            f"timed out after {outcome.timeout:g} s with {len(unfinished)} task(s) unfinished: "
+            f"{shown}{more}. Wait longer, or check that a worker consumes their queue."
+        )
+
+
+class BackendLost(BackendUnavailable):
+    """Redis was still unreachable when the wait's deadline passed.
+
+    ``statuses`` holds the last status read for each task before Redis went away (tasks never
+    read are missing), ``down_for_s`` how long Redis had been unreachable.
+    """
+
+    def __init__(self, url: str, reason: str, *, statuses: dict[str, TaskStatus], down_for_s: float) -> None:
+        self.statuses = statuses
+        self.down_for_s = down_for_s
+        super().__init__(url, f"{reason} (unreachable for the last {down_for_s:.1f} s of the wait)")
+
+
+def wait(
+    app: Celery,
+    task_ids: str | Iterable[str],
+    *,
+    timeout: float | None,
+    on_update: UpdateCallback | None = None,
+    on_backend_change: BackendCallback | None = None,
+) -> WaitResult:
+    """Wait until every task is finished (succeeded, failed, revoked) or ``timeout`` passes.
+
+    **Parameters:**
+
+    * **task_ids** - one id or several; duplicates are waited for once.
+    * **timeout** - seconds from now; ``0`` reads once, ``None`` waits without limit.
+    * **on_update** - called with each task's first status and then with every status that
+      differs from the previous one (phase, state, progress, result, error), in order.
+    * **on_backend_change** - called with the ``BackendUnavailable`` error when Redis becomes
+      unreachable, and with ``None`` when it answers again.
+
+    Unknown ids are waited for like queued ones (a producer without ``install()`` may have
+    sent them); they are reported with phase ``unknown`` at the deadline.
+
+    Raises ``InvalidTaskId`` for a malformed id (before any Redis call) and ``BackendLost``
+    when Redis is still unreachable at the deadline. A ``KeyboardInterrupt`` closes the
+    subscription and propagates.
+    """
+    ids = _unique([task_ids] if isinstance(task_ids, str) else list(task_ids))
+    from celery_ext.describe import describe_many
+    from celery_ext.ids import validate_task_id
+
+    for task_id in ids:
+        validate_task_id(task_id)
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be >= 0 seconds or None, not {timeout!r}")
+
+    clock = time.monotonic
+    started = clock()
+    deadline = None if timeout is None else started + timeout
+    # timeout=0 reads once: no subscription to set up and tear down.
+    push = timeout != 0 and _supports_push(app)
+    source: _Source = _PushSource(app) if push else _PollSource()
+
+    statuses: dict[str, TaskStatus] = {}
+    fingerprints: dict[str, tuple[Any, ...]] = {}
+    pending = list(ids)
+    to_read: set[str] = set(ids)
+    retry = _Backoff()
+    down_since: float | None = None
+
+    def remaining() -> float | None:
+        return None if deadline is None else max(0.0, deadline - clock())
+
+    def record(fresh: list[TaskStatus]) -> None:
+        changed = False
+        for status in fresh:
+            key = _fingerprint(status)
+            if fingerprints.get(status.task_id) != key:
+                fingerprints[status.task_id] = key
+                changed = True
+                if on_update is not None:
+                    on_update(status)
+            statuses[status.task_id] = status
+        if changed:
+            source.on_change()
+
+    try:
+        while True:
+            try:
+                if not source.connected:
+                    left = remaining()
+                    source.open(pending, left)
+                    to_read.update(pending)  # after any (re)subscribe, read everything again
+                if to_read:
+                    batch = [task_id for task_id in pending if task_id in to_read]
+                    to_read.clear()
+                    record(describe_many(app, batch) if batch else [])
+                if down_since is not None:
+                    logger.info("result backend reachable again after %.1f s", clock() - down_since)
+                    down_since = None
+                    retry.reset()
+                    if on_backend_change is not None:
+                        on_backend_change(None)
+            except BackendUnavailable as exc:
+                source.close()
+                to_read.update(pending)
+                if down_since is None:
+                    down_since = clock()
+                    logger.warning("result backend unreachable while waiting: %s", exc)
+                    if on_backend_change is not None:
+                        on_backend_change(exc)
+                left = remaining()
+                if left is not None and left <= 0:
+                    raise BackendLost(
+                        exc.url,
+                        exc.reason,
+                        statuses={i: statuses[i] for i in ids if i in statuses},
+                        down_for_s=clock() - down_since,
+                    ) from exc
+                delay = retry.next()
+                time.sleep(delay if left is None else min(delay, left))
+                continue
+
+            pending = [task_id for task_id in pending if not statuses[task_id].phase.finished]
+            left = remaining()
+            if not pending or (left is not None and left <= 0):
+                break
+            try:
+                to_read.update(source.wait(pending, left))
+            except BackendUnavailable as exc:
+                # Handled like a failed read: the loop reconnects, re-subscribes and re-reads.
+                source.close()
+                to_read.update(pending)
+                if down_since is None:
+                    down_since = clock()
+                    logger.warning("result backend unreachable while waiting: %s", exc)
+                    if on_backend_change is not None:
+                        on_backend_change(exc)
+    finally:
+        source.close()
+
+    return WaitResult({i: statuses[i] for i in ids}, timeout=timeout, elapsed_s=clock() - started)
+
+
+# --- sources of "something may have changed" ---------------------------------------------
+
+
+class _Source(Protocol):
+    connected: bool
+
+    def open(self, task_ids: list[str], timeout: float | None) -> None:
+        """Start listening for ``task_ids``; return once nothing sent from now on is missed."""
+
+    def wait(self, task_ids: list[str], timeout: float | None) -> set[str]:
+        """Block until something may have changed (at most ``timeout``); return ids to re-read."""
+
+    def on_change(self) -> None:
+        """A status changed: a poller looks again soon."""
+
+    def close(self) -> None:
+        """Release the connection; safe to call twice."""
+
+
+class _PollSource:
+    """Backends without pub/sub: re-read every pending task after a growing delay."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self._backoff = _Backoff()
+
+    def open(self, task_ids: list[str], timeout: float | None) -> None:
+        self.connected = True
+
+    def wait(self, task_ids: list[str], timeout: float | None) -> set[str]:
+        delay = self._backoff.next()
+        # Near the deadline, sleep until it and read a last time rather than give up early.
+        time.sleep(delay if timeout is None else min(delay, timeout))
+        return set(task_ids)
+
+    def on_change(self) -> None:
+        self._backoff.reset()
+
+    def close(self) -> None:
+        pass
+
+
+class _PushSource:
+    """Redis result backends: one pub/sub connection, SUBSCRIBEd to each task's meta channel."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.connected = False
+        self._pubsub: Any = None
+        self._client: Any = None
+        self._owns_client = False
+        self._channels: dict[bytes, str] = {}
+        self._early: set[str] = set()
+        self._next_safety = 0.0
+
+    def open(self, task_ids: list[str], timeout: float | None) -> None:
+        from celery_ext.records import meta_key
+
+        self.close()
+        self._channels = {meta_key(self.app, task_id): task_id for task_id in task_ids}
+        self._early = set()
+        try:
+            self._client, self._owns_client = _pubsub_client(self.app, timeout)
+            self._pubsub = self._client.pubsub()
+            self._pubsub.subscribe(*self._channels)
+            # Only once Redis has confirmed every SUBSCRIBE is a following read race-free.
+            confirmed = 0
+            deadline = None if timeout is None else time.monotonic() + max(timeout, 0.05)
+            limit = CONNECT_TIMEOUT if timeout is None else min(CONNECT_TIMEOUT, max(timeout, 0.05))
+            give_up = time.monotonic() + limit
+            while confirmed < len(self._channels):
+                now = time.monotonic()
+                if now >= give_up or (deadline is not None and now >= deadline):
+                    raise TimeoutError("Redis did not confirm the subscription in time")
+                message = self._pubsub.get_message(timeout=give_up - now)
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    confirmed += 1
+                elif message["type"] == "message":
+                    self._note(message, self._early)
+        except Exception as exc:  # redis ConnectionError/TimeoutError, OSError
+            self.close()
+            raise _unavailable(self.app, exc) from exc
+        self.connected = True
+        self._next_safety = time.monotonic() + SAFETY_INTERVAL
+
+    def wait(self, task_ids: list[str], timeout: float | None) -> set[str]:
+        woke, self._early = self._early, set()
+        if woke:
+            return woke
+        now = time.monotonic()
+        if now >= self._next_safety:
+            self._next_safety = now + SAFETY_INTERVAL
+            return set(task_ids)
+        block = self._next_safety - now if timeout is None else min(timeout, self._next_safety - now)
+        try:
+            message = self._pubsub.get_message(timeout=block)
+            while message is not None:
+                if message["type"] == "message":
+                    self._note(message, woke)
+                message = self._pubsub.get_message(timeout=0)
+        except Exception as exc:
+            self.close()
+            raise _unavailable(self.app, exc) from exc
+        if not woke and time.monotonic() >= self._next_safety:
+            self._next_safety = time.monotonic() + SAFETY_INTERVAL
+            return set(task_ids)
+        return woke
+
+    def on_change(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.connected = False
+        pubsub, self._pubsub = self._pubsub, None
+        client, self._client = self._client, None
+        if pubsub is not None:
+            try:
+                # Closing the socket drops every subscription at once: no UNSUBSCRIBE round trips.
+                pubsub.close()
+            except Exception:  # already broken: nothing left to release
+                logger.debug("closing the pub/sub connection failed", exc_info=True)
+        if client is not None and self._owns_client:
+            try:
+                client.connection_pool.disconnect()
+            except Exception:
+                logger.debug("closing the pub/sub connection pool failed", exc_info=True)
+
+    def _note(self, message: dict[str, Any], into: set[str]) -> None:
+        task_id = self._channels.get(message["channel"])
+        if task_id is not None:
+            into.add(task_id)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+class _Backoff:
+    """0.2 s, then x1.6 per step up to 5 s, each with +-20 % jitter so waiters spread out."""
+
+    def __init__(self, initial: float = POLL_INITIAL, cap: float = POLL_CAP, factor: float = 1.6) -> None:
+        self.initial, self.cap, self.factor = initial, cap, factor
+        self._current = initial
+
+    def next(self) -> float:
+        delay = self._current * random.uniform(0.8, 1.2)
+        self._current = min(self.cap, self._current * self.factor)
+        return min(delay, self.cap)
+
+    def reset(self) -> None:
+        self._current = self.initial
+
+
+def _unique(task_ids: list[str]) -> list[str]:
+    return list(dict.fromkeys(task_ids))
+
+
+def _fingerprint(status: TaskStatus) -> tuple[Any, ...]:
+    """What makes a status worth reporting again (not ``expires_in_s``, which ticks)."""
+    return (
+        status.phase,
+        status.state,
+        status.progress,
+        status.completed_at,
+        status.result_available,
+        status.expired,
+        status.error,
+        status.worker,
+        status.retries,
+    )
+
+
+def _supports_push(app: Celery) -> bool:
+    from celery.backends.redis import RedisBackend
+
+    return isinstance(app.backend, RedisBackend)
+
+
+def _backend_url(app: Celery) -> str:
+    backend = app.backend
+    url = getattr(backend, "url", None) or app.conf.result_backend or ""
+    return str(url)
+
+
+def _unavailable(app: Celery, exc: BaseException) -> BackendUnavailable:
+    if isinstance(exc, BackendUnavailable):
+        return exc
+    return BackendUnavailable(_backend_url(app), f"{type(exc).__name__}: {exc}")
+
+
+def _pubsub_client(app: Celery, timeout: float | None) -> tuple[Any, bool]:
+    """A redis client for pub/sub on the result backend's server, and whether we own it.
+
+    The backend's own client retries failed commands for seconds (redis-py's default policy);
+    the wait loop does its own retrying against its deadline, so ours fails fast. Pools we
+    cannot copy (Sentinel) are used as they are.
+    """
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = app.backend.client
+    pool = client.connection_pool
+    if type(pool) not in (redis.ConnectionPool, redis.BlockingConnectionPool):
+        return client, False
+    kwargs = dict(pool.connection_kwargs)
+    kwargs["retry"] = Retry(NoBackoff(), 0)
+    kwargs["retry_on_error"] = []
+    kwargs.pop("retry_on_timeout", None)
+    connect = kwargs.get("socket_connect_timeout") or CONNECT_TIMEOUT
+    if timeout is not None:
+        connect = min(connect, max(timeout, 0.05))
+    kwargs["socket_connect_timeout"] = min(connect, CONNECT_TIMEOUT)
+    kwargs["health_check_interval"] = 0  # no PINGs: the safety re-read covers a dead link
+    kwargs["socket_keepalive"] = True
+    own_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
+    return redis.Redis(connection_pool=own_pool), True

@@ -1,0 +1,135 @@
+"""The Celery app every test uses, in-process and in subprocesses (``celery -A tests.proj``).
+
+Configured from the environment so a subprocess worker or a ``celery`` CLI run reaches the
+same private Redis as the test that started it:
+
+- ``FILEINTEL_TEST_REDIS_URL``: broker and result backend (set by the ``redis_server`` fixture).
+- ``FILEINTEL_TEST_RESULT_EXPIRES``: ``result_expires`` in seconds (default 3600).
+- ``FILEINTEL_TEST_POOL_START_METHOD``: ``spawn`` for the spawn-pool test.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import os
+import time
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import Ignore
+
+import celery_ext
+from celery_ext import FileIntelTask, report_progress
+
+REDIS_URL = os.environ.get("FILEINTEL_TEST_REDIS_URL", "redis://127.0.0.1:1/0")
+
+app = Celery("proj", broker=REDIS_URL, backend=REDIS_URL)
+app.conf.update(
+    result_expires=int(os.environ.get("FILEINTEL_TEST_RESULT_EXPIRES", "3600")),
+    result_extended=True,
+    task_track_started=False,  # records must tell "running" without Celery's STARTED state
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    worker_prefetch_multiplier=1,
+    task_acks_late=False,
+    broker_transport_options={"visibility_timeout": 3600},
+)
+if os.environ.get("FILEINTEL_TEST_POOL_START_METHOD"):
+    app.conf.worker_pool_start_method = os.environ["FILEINTEL_TEST_POOL_START_METHOD"]
+
+celery_ext.install(app)
+
+#: A queue no test worker consumes: tasks sent there stay queued.
+NOBODY_QUEUE = "fileintel-nobody"
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+def echo(value: Any) -> Any:
+    return value
+
+
+@app.task
+def sleep(seconds: float) -> str:
+    time.sleep(seconds)
+    return "slept"
+
+
+@app.task(bind=True)
+def progress_steps(self: Any, steps: int, delay: float, hold: float = 0.0) -> dict[str, int]:
+    """Report progress ``steps`` times, ``delay`` apart, then wait ``hold`` seconds."""
+    for i in range(1, steps + 1):
+        report_progress(self, i, steps, message=f"step {i} of {steps}")
+        time.sleep(delay)
+    time.sleep(hold)
+    return {"steps": steps}
+
+
+@app.task(bind=True)
+def raw_progress(self: Any, meta: Any, hold: float) -> str:
+    """Write arbitrary PROGRESS meta (as third-party code would) and stay running."""
+    self.update_state(state="PROGRESS", meta=meta)
+    time.sleep(hold)
+    return "done"
+
+
+@app.task(bind=True)
+def custom_state(self: Any, state: str, hold: float) -> str:
+    self.update_state(state=state, meta={"stage": state.lower()})
+    time.sleep(hold)
+    return "done"
+
+
+@app.task
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@app.task(bind=True, max_retries=3, default_retry_delay=30)
+def retry_later(self: Any) -> None:
+    """Retries once with a long countdown, so the test sees it in RETRY."""
+    raise self.retry(exc=RuntimeError("temporary outage"))
+
+
+@app.task(ignore_result=True)
+def fire_and_forget(x: int) -> int:
+    return x
+
+
+@app.task
+def big_result(nbytes: int) -> str:
+    return "x" * nbytes
+
+
+@app.task
+def ignored() -> None:
+    raise Ignore()
+
+
+@app.task(base=FileIntelTask)
+def odd_values() -> dict[str, Any]:
+    """A result JSON cannot hold: FileIntelTask stores a sanitized copy instead of failing."""
+    return {
+        "tags": {"a"},
+        "blob": b"\x00\x01",
+        "when": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+        "price": decimal.Decimal("1.10"),
+        "ratio": float("nan"),
+        "items": [1, object()],
+    }
+
+
+@app.task
+def plain_odd_values() -> Any:
+    """The same without FileIntelTask: Celery stores FAILURE (EncodeError)."""
+    return {"tags": {"a"}}
+
+
+@app.task
+def html_payload() -> dict[str, str]:
+    return {"html": "<script>alert(1)</script><img src=x onerror=alert(2)>"}
