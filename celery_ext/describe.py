@@ -291,13 +291,18 @@ def _result(
         return None, (), ResultReason.FAILED
     if not phase.finished:
         return None, (), ResultReason.NOT_READY
-    if record is not None and record.ignore_result and not stored:
-        return None, (), ResultReason.IGNORED
     if expired:
         return None, (), ResultReason.EXPIRED
+    if not stored:
+        # Finished, nothing stored, and not expired: ignore_result, or a backend we cannot read
+        # results from here (rpc:// replies go to the client that sent the task).
+        ignored = record is not None and record.ignore_result
+        return None, (), ResultReason.IGNORED if ignored else ResultReason.UNKNOWN
     if meta is None:
-        # Stored, but above max_result_bytes (or unreadable): never loaded.
+        # Stored, but above max_result_bytes: never loaded.
         return None, (), ResultReason.TOO_LARGE
+    if meta.get("undecodable"):
+        return None, (), ResultReason.UNKNOWN
     safe = make_json_safe(meta.get("result"))
     placeholders = _stored_placeholders(record) + safe.placeholders
     return safe.value, placeholders, None
@@ -406,6 +411,11 @@ def _notes(
     if stored and phase.finished and expires_at is None and obs.ttl_s is None and obs.meta is not None:
         if expires_setting is None:
             notes.append("This result never expires (result_expires is off).")
+    if phase.finished and reason is ResultReason.UNKNOWN:
+        notes.append(
+            "Its result cannot be read from here: the result backend does not keep results "
+            "for other clients (rpc:// replies go to the client that sent the task)."
+        )
     if obs.meta is not None and obs.meta.get("undecodable"):
         notes.append("The stored result could not be decoded with this app's result serializer.")
     if state is not None and phase is Phase.RUNNING and state not in (states.STARTED, PROGRESS_STATE):

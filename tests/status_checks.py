@@ -1,0 +1,49 @@
+"""Helpers for tests that read task statuses: schema validation and waiting for a phase."""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+import celery_ext
+from celery_ext.status import TaskStatus
+
+
+@lru_cache(maxsize=1)
+def schema_validator() -> jsonschema.Draft202012Validator:
+    text = resources.files("celery_ext").joinpath("schema/task-status-1.json").read_text()
+    return jsonschema.Draft202012Validator(json.loads(text))
+
+
+def check_document(document: dict[str, Any]) -> dict[str, Any]:
+    """Assert ``document`` is a valid fileintel.task-status/1 document and strict JSON."""
+    schema_validator().validate(document)
+    json.dumps(document, allow_nan=False)
+    return document
+
+
+def describe_checked(app: Any, task_id: str) -> TaskStatus:
+    status = celery_ext.describe(app, task_id)
+    check_document(status.to_dict())
+    return status
+
+
+def wait_for(app: Any, task_id: str, predicate: Any, timeout: float = 10.0) -> TaskStatus:
+    """Describe ``task_id`` until ``predicate(status)`` holds; fail with the last status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = describe_checked(app, task_id)
+        if predicate(status):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting; last status: {status.to_dict()}")
+        time.sleep(0.05)
+
+
+def wait_for_phase(app: Any, task_id: str, phase: str, timeout: float = 10.0) -> TaskStatus:
+    return wait_for(app, task_id, lambda s: s.phase.value == phase, timeout)
