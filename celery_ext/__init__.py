@@ -40,8 +40,8 @@ _EXPORTS = {
     "install": "celery_ext.bootstep",
     "FileIntelTask": "celery_ext.task",
     "report_progress": "celery_ext.progress",
-    "describe": "celery_ext.describe",
-    "describe_many": "celery_ext.describe",
+    "describe": "celery_ext.lookup",
+    "describe_many": "celery_ext.lookup",
     "stream_result": "celery_ext.download",
     "wait": "celery_ext.watch",
     "TaskStatus": "celery_ext.status",
@@ -57,7 +57,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from celery_ext.bootstep import install
-    from celery_ext.describe import describe, describe_many
+    from celery_ext.lookup import describe, describe_many
     from celery_ext.download import stream_result
     from celery_ext.errors import (
         BackendUnavailable,

@@ -41,8 +41,7 @@ def install(app: Celery) -> Celery:
     if app in _installed:
         return app
     app.add_defaults(DEFAULTS)
-    if app.configured:
-        _on_configured(app)
+    _on_configured(app)
     # config_from_object() after install() reloads the configuration: apply ours again then.
     app.on_after_configure.connect(_on_configured, weak=False)
     app.steps["worker"].add(FileIntelStep)
@@ -59,7 +58,9 @@ def _on_configured(sender: Celery, **_: Any) -> None:
 
 
 def is_installed(app: Celery) -> bool:
-    return app in _installed
+    """True for an app ``install`` was called on, and for its copy in a spawned pool child
+    (a new object, unpickled from the parent's configuration, which keeps our import)."""
+    return app in _installed or __name__ in (app.conf.get("imports") or ())
 
 
 class FileIntelStep(bootsteps.StartStopStep):
@@ -107,7 +108,7 @@ def _queue_write(
     measure_result: bool = False,
 ) -> None:
     """Hand a record write to the writer; swallow everything (a record must never break a task)."""
-    if app is None or task_id is None or app not in _installed:
+    if app is None or task_id is None or not is_installed(app):
         return
     try:
         from celery_ext.records import store_for
@@ -158,16 +159,30 @@ def _safe_str(value: Any) -> str:
         return f"<unprintable {type(value).__name__}>"
 
 
-@signals.after_task_publish.connect(weak=False, dispatch_uid="fileintel.after_task_publish")
+@signals.before_task_publish.connect(weak=False, dispatch_uid="fileintel.before_task_publish")
 def _on_sent(sender: Any = None, headers: Any = None, routing_key: Any = None, **_: Any) -> None:
-    """Producer side: remember when a task was sent, so "queued" differs from "unknown"."""
+    """Producer side: remember when a task was sent, so "queued" differs from "unknown".
+
+    Before, not after, the publish: a worker can receive the task before after_task_publish
+    runs, and queued_at must not come after received_at. (If the publish then fails,
+    apply_async raises and nobody holds the id.)"""
     if not isinstance(headers, dict) or "id" not in headers:
         return  # protocol 1 or a foreign message: nothing we can read cheaply
-    app = app_or_default()
-    if app not in _installed or not app.conf.get("fileintel_track_sent", True):
+    app = _sending_app()
+    if app is None or not app.conf.get("fileintel_track_sent", True):
         return
     fields = {"queued_at": _now(), "name": headers.get("task") or sender, "queue": routing_key}
     _queue_write(app, headers["id"], "SENT", fields)
+
+
+def _sending_app() -> Celery | None:
+    """The app a task was just sent with. The signal does not say, so: the current app
+    (what Celery itself defaults to) when installed, else the only installed app."""
+    current = app_or_default()
+    if is_installed(current):
+        return current
+    installed = list(_installed)
+    return installed[0] if len(installed) == 1 else None
 
 
 @signals.task_received.connect(weak=False, dispatch_uid="fileintel.task_received")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from celery import Celery
 
-from celery_ext.describe import backend_errors, describe, unavailable
+from celery_ext.lookup import backend_errors, describe, unavailable
 from celery_ext.errors import FileIntelError
 from celery_ext.records import store_for
 from celery_ext.status import Phase, TaskStatus

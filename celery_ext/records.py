@@ -362,7 +362,7 @@ def recent_task_ids(app: Celery, kind: str, limit: int = 100) -> list[str]:
     if not store.enabled:
         return []
     key = {"active": store.active_key, "finished": store.finished_key}[kind]
-    from celery_ext.describe import backend_errors, unavailable
+    from celery_ext.lookup import backend_errors, unavailable
 
     try:
         ids = store.client().zrevrange(key, 0, max(0, limit - 1))

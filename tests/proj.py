@@ -5,6 +5,7 @@ same private Redis as the test that started it:
 
 - ``FILEINTEL_TEST_REDIS_URL``: broker and result backend (set by the ``redis_server`` fixture).
 - ``FILEINTEL_TEST_RESULT_EXPIRES``: ``result_expires`` in seconds (default 3600).
+- ``FILEINTEL_TEST_RESULT_BACKEND``: another result backend (e.g. ``rpc://``); default the Redis.
 - ``FILEINTEL_TEST_POOL_START_METHOD``: ``spawn`` for the spawn-pool test.
 """
 
@@ -24,7 +25,7 @@ from celery_ext import FileIntelTask, report_progress
 
 REDIS_URL = os.environ.get("FILEINTEL_TEST_REDIS_URL", "redis://127.0.0.1:1/0")
 
-app = Celery("proj", broker=REDIS_URL, backend=REDIS_URL)
+app = Celery("proj", broker=REDIS_URL, backend=os.environ.get("FILEINTEL_TEST_RESULT_BACKEND", REDIS_URL))
 app.conf.update(
     result_expires=int(os.environ.get("FILEINTEL_TEST_RESULT_EXPIRES", "3600")),
     result_extended=True,
@@ -33,7 +34,7 @@ app.conf.update(
     worker_hijack_root_logger=False,
     worker_prefetch_multiplier=1,
     task_acks_late=False,
-    broker_transport_options={"visibility_timeout": 3600},
+    broker_transport_options={"visibility_timeout": 3600, "polling_interval": 0.1},
 )
 if os.environ.get("FILEINTEL_TEST_POOL_START_METHOD"):
     app.conf.worker_pool_start_method = os.environ["FILEINTEL_TEST_POOL_START_METHOD"]

@@ -237,7 +237,7 @@ def test_redis_down_is_one_clear_error_with_the_password_redacted(redis_server):
     from tests.harness import free_port
 
     url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
-    down = celery_ext.install(Celery("down", broker=url, backend=url))
+    down = celery_ext.install(Celery("down", broker=url, backend=url, set_as_current=False))
     with pytest.raises(BackendUnavailable) as info:
         celery_ext.describe(down, str(uuid.uuid4()))
     message = str(info.value)

@@ -82,7 +82,7 @@ def unavailable(store: RecordStore, exc: BaseException) -> BackendUnavailable:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
+    return text.splitlines()[0][:200].rstrip(".")
 
 
 def describe(app: Celery, task_id: str) -> TaskStatus:

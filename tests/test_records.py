@@ -1,0 +1,240 @@
+"""Task records: every pool writes them, they never downgrade, keys honour global_keyprefix,
+and a broken Redis for records never breaks a task."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+
+import pytest
+from celery import Celery, current_app
+
+import celery_ext
+from celery_ext.records import TaskRecord, store_for
+from celery_ext.writer import RecordWrite, writer_for
+from tests import proj
+from tests.status_checks import describe_checked, wait_for, wait_for_phase
+
+pytestmark = pytest.mark.integration
+
+
+@contextlib.contextmanager
+def as_current(app):
+    """Publish tracking attributes a send to the current app (the signal names no app)."""
+    previous = current_app._get_current_object()
+    app.set_current()
+    try:
+        yield app
+    finally:
+        previous.set_current()
+
+
+def read_record(app, task_id) -> TaskRecord | None:
+    store = store_for(app)
+    return TaskRecord.from_redis(store.client().hgetall(store.record_key(task_id)))
+
+
+def write(app, task_id, state, **fields):
+    writer = writer_for(app)
+    writer.put(RecordWrite(task_id, state, {k: str(v) for k, v in fields.items()}, at=time.time()))
+    assert writer.flush(5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("pool", "start_method"),
+    [("prefork", None), ("prefork", "spawn"), ("solo", None), ("threads", None)],
+    ids=["prefork-fork", "prefork-spawn", "solo", "threads"],
+)
+def test_every_pool_writes_complete_records(app, subprocess_worker, pool, start_method):
+    subprocess_worker(pool=pool, concurrency=2, start_method=start_method)
+    ok = proj.add.delay(1, 2)
+    bad = proj.fail.delay("nope")
+    assert ok.get(timeout=60) == 3
+    status = wait_for(app, ok.id, lambda s: s.runtime_s is not None)
+    record = read_record(app, ok.id)
+    assert record.state == "SUCCESS"
+    assert record.worker and record.worker.startswith("fileintel-test-")
+    assert record.queued_at <= record.received_at <= record.started_at <= record.completed_at
+    assert record.result_bytes == status.result_info.bytes
+    failed = wait_for(app, bad.id, lambda s: s.phase.value == "failed" and s.runtime_s is not None)
+    assert read_record(app, bad.id).error_type == "ValueError"
+    assert failed.error.message == "nope"
+
+
+def test_a_terminal_record_is_never_downgraded(app):
+    task_id = str(uuid.uuid4())
+    write(app, task_id, "STARTED", started_at=100.0)
+    write(app, task_id, "SUCCESS", completed_at=200.0)
+    # Late and duplicate signals: a second failure, a late "started", a late "sent".
+    write(app, task_id, "FAILURE", completed_at=300.0, error_type="WorkerLostError")
+    write(app, task_id, "STARTED", started_at=400.0)
+    write(app, task_id, "SENT", queued_at=50.0)
+    record = read_record(app, task_id)
+    assert record.state == "SUCCESS"
+    assert record.completed_at.timestamp() == 200.0
+    assert record.started_at.timestamp() == 100.0
+    assert record.error_type == "WorkerLostError"  # a missing field is filled in, nothing overwritten
+    assert record.queued_at.timestamp() == 50.0
+
+
+def test_first_failure_wins_when_task_failure_fires_twice(app):
+    task_id = str(uuid.uuid4())
+    write(app, task_id, "FAILURE", error_type="TimeLimitExceeded", error_message="first")
+    write(app, task_id, "FAILURE", error_type="WorkerLostError", error_message="second")
+    assert read_record(app, task_id).error_message == "first"
+
+
+def test_a_retried_task_moves_back_to_running(app):
+    task_id = str(uuid.uuid4())
+    write(app, task_id, "STARTED")
+    write(app, task_id, "RETRY", retries=1)
+    write(app, task_id, "RECEIVED")  # the retry message arrives again: no step back
+    assert read_record(app, task_id).state == "RETRY"
+    write(app, task_id, "STARTED")
+    assert read_record(app, task_id).state == "STARTED"
+
+
+def test_record_ttl_outlives_the_result(app, worker):
+    result = proj.add.delay(1, 1)
+    result.get(timeout=10)
+    wait_for(app, result.id, lambda s: s.runtime_s is not None)
+    store = store_for(app)
+    ttl = store.client().ttl(store.record_key(result.id))
+    assert 7 * 86400 - 60 < ttl <= 7 * 86400
+    assert ttl > store.client().ttl(store.meta_key(result.id)) + 86400
+
+
+def test_active_and_finished_indexes(app, worker):
+    from celery_ext.records import recent_task_ids
+
+    running = proj.sleep.delay(2)
+    wait_for_phase(app, running.id, "running")
+    assert running.id in recent_task_ids(app, "active")
+    running.get(timeout=10)
+    wait_for(app, running.id, lambda s: s.runtime_s is not None)
+    assert running.id not in recent_task_ids(app, "active")
+    assert recent_task_ids(app, "finished", 1) == [running.id]
+
+
+def test_global_keyprefix_is_honoured(redis_server):
+    url = redis_server.url.replace("/0", "/3")
+    prefixed = Celery("prefixed", broker=url, backend=url, set_as_current=False)
+    prefixed.conf.result_backend_transport_options = {"global_keyprefix": "tenant1"}
+    celery_ext.install(prefixed)
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    task_id = str(uuid.uuid4())
+    with as_current(prefixed):
+        prefixed.send_task("tests.proj.add", (1, 2), task_id=task_id, queue="fileintel-nobody")
+    status = wait_for_phase(prefixed, task_id, "queued")
+    assert status.queued_at is not None
+    keys = {k.decode() for k in client.keys("*")}
+    assert f"tenant1_fileintel-record-{task_id}" in keys
+    assert store_for(prefixed).meta_key(task_id) == f"tenant1_celery-task-meta-{task_id}".encode()
+
+
+def test_records_go_to_the_redis_broker_when_the_backend_is_rpc(redis_server, subprocess_worker):
+    """rpc:// keeps no results for other clients; records still tell what happened."""
+    subprocess_worker(pool="solo", concurrency=1, env={"FILEINTEL_TEST_RESULT_BACKEND": "rpc://"})
+    rpc_app = Celery("rpc", broker=redis_server.url, backend="rpc://", set_as_current=False)
+    celery_ext.install(rpc_app)
+    assert store_for(rpc_app).enabled and not store_for(rpc_app).result_backend_is_redis
+    with as_current(rpc_app):
+        result = rpc_app.send_task("tests.proj.add", (2, 2))
+    status = wait_for(rpc_app, result.id, lambda s: s.phase.value == "succeeded", timeout=30)
+    assert status.result_available is False and status.expired is False
+    assert status.result_info.reason.value == "unknown"
+    assert any("rpc://" in n for n in status.notes)
+
+
+def test_records_are_off_without_any_redis_and_describe_says_so():
+    off = Celery("off", broker="memory://", backend="cache+memory://", set_as_current=False)
+    celery_ext.install(off)
+    status = describe_checked(off, str(uuid.uuid4()))
+    assert status.phase.value == "unknown"
+    assert any("Task records are off" in n for n in status.notes)
+
+
+def test_a_dead_records_redis_never_fails_a_task(app, redis_server, caplog):
+    from tests.harness import free_port
+
+    dead = Celery("dead-records", broker=redis_server.url, backend=redis_server.url, set_as_current=False)
+    dead.conf.fileintel_redis_url = f"redis://127.0.0.1:{free_port()}/0"
+    celery_ext.install(dead)
+    writer = writer_for(dead)
+    started = time.monotonic()
+    writer.put(RecordWrite(str(uuid.uuid4()), "SUCCESS", {}, at=time.time()))
+    assert writer.flush(10), "the writer must give up on a dead Redis, not hang"
+    assert time.monotonic() - started < 10
+    assert any("could not write 1 task record" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_database_backend_keeps_records_on_the_redis_broker(redis_server, subprocess_worker, postgres_url):
+    """The common split: results in PostgreSQL, broker (and so records) in Redis."""
+    backend = "db+" + postgres_url
+    subprocess_worker(pool="solo", concurrency=1, env={"FILEINTEL_TEST_RESULT_BACKEND": backend})
+    db_app = Celery("db", broker=redis_server.url, backend=backend, set_as_current=False)
+    celery_ext.install(db_app)
+    store = store_for(db_app)
+    assert store.enabled and not store.result_backend_is_redis
+    with as_current(db_app):
+        ok = db_app.send_task("tests.proj.add", (3, 4))
+        queued = db_app.send_task("tests.proj.add", (1, 1), queue="fileintel-nobody")
+    assert ok.get(timeout=30) == 7
+    status = wait_for(db_app, ok.id, lambda s: s.runtime_s is not None, timeout=30)
+    assert (status.phase.value, status.result, status.result_available) == ("succeeded", 7, True)
+    assert status.started_at is not None and status.worker
+    assert wait_for_phase(db_app, queued.id, "queued").queued_at is not None
+
+
+@pytest.fixture
+def sentinel_url(redis_server, tmp_path):
+    """A real Redis Sentinel (the same redis-server binary in sentinel mode) watching the
+    private server as master ``fileintel``."""
+    import subprocess
+
+    from tests.harness import free_port, kill_process_tree
+
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor fileintel 127.0.0.1 {redis_server.port} 1\n"
+    )
+    proc = subprocess.Popen([redis_server.executable, str(conf), "--sentinel"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import redis
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if redis.Redis(port=port).sentinel_get_master_addr_by_name("fileintel"):
+                    break
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis sentinel did not start")
+            time.sleep(0.05)
+        yield f"sentinel://127.0.0.1:{port}/0"
+    finally:
+        kill_process_tree(proc)
+
+
+def test_sentinel_urls_work_as_in_celery(app, worker, sentinel_url):
+    sentinel_app = Celery("sentinel", broker=app.conf.broker_url, backend=sentinel_url, set_as_current=False)
+    sentinel_app.conf.result_backend_transport_options = {"master_name": "fileintel"}
+    celery_ext.install(sentinel_app)
+    done = proj.add.delay(5, 5)
+    done.get(timeout=10)
+    status = wait_for(sentinel_app, done.id, lambda s: s.runtime_s is not None)
+    assert (status.phase.value, status.result) == ("succeeded", 10)
+    with as_current(sentinel_app):
+        queued = sentinel_app.send_task("tests.proj.add", (1, 1), queue="fileintel-nobody")
+    assert wait_for_phase(sentinel_app, queued.id, "queued").queued_at is not None
