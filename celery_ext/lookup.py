@@ -9,6 +9,7 @@ records from the records Redis.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,7 @@ end
 return {size, pttl, payload, head, redis.call('HGETALL', KEYS[2])}
 """
 
+READ_SCRIPT_SHA = hashlib.sha1(READ_SCRIPT.encode()).hexdigest()
 _STATUS_IN_HEAD = re.compile(rb'"status":\s*"([A-Z_]+)"')
 _PROGRESS_KEYS = ("current", "percent", "percentage", "total", "done")
 
@@ -108,30 +110,29 @@ def describe_many(app: Celery, task_ids: Sequence[str]) -> list[TaskStatus]:
 def _observe(app: Celery, store: RecordStore, ids: list[str]) -> list[Observation]:
     now = datetime.now(timezone.utc)
     if store.result_backend_is_redis and not store.settings.redis_url:
+        from redis.exceptions import NoScriptError
+
         client = store.client()
-        script = _read_script(client)
-        with client.pipeline(transaction=False) as pipe:
-            for task_id in ids:
-                script(
-                    keys=[store.meta_key(task_id), store.record_key(task_id)],
-                    args=[store.settings.max_result_bytes],
-                    client=pipe,
-                )
-            replies = pipe.execute()
+        try:
+            replies = _run_read_script(client, store, ids)
+        except NoScriptError:  # Redis restarted, or SCRIPT FLUSH: load it again
+            client.script_load(READ_SCRIPT)
+            replies = _run_read_script(client, store, ids)
         return [_from_script(app, task_id, reply, now) for task_id, reply in zip(ids, replies)]
     return [_observe_generic(app, store, task_id, now) for task_id in ids]
 
 
-def _read_script(client: Any) -> Any:
-    # redis-py's Script object retries with SCRIPT LOAD after NOSCRIPT (e.g. a Redis restart).
-    cache = getattr(client, "_fileintel_read_script", None)
-    if cache is None:
-        cache = client.register_script(READ_SCRIPT)
-        try:
-            client._fileintel_read_script = cache
-        except AttributeError:  # pragma: no cover
-            pass
-    return cache
+def _run_read_script(client: Any, store: RecordStore, ids: list[str]) -> list[Any]:
+    """One EVALSHA per id, all in one round trip. (redis-py's Script objects would add a
+    SCRIPT EXISTS round trip to every pipeline.)"""
+    max_bytes = store.settings.max_result_bytes
+    if len(ids) == 1:
+        keys = [store.meta_key(ids[0]), store.record_key(ids[0])]
+        return [client.evalsha(READ_SCRIPT_SHA, 2, *keys, max_bytes)]
+    with client.pipeline(transaction=False) as pipe:
+        for task_id in ids:
+            pipe.evalsha(READ_SCRIPT_SHA, 2, store.meta_key(task_id), store.record_key(task_id), max_bytes)
+        return list(pipe.execute())
 
 
 def _from_script(app: Celery, task_id: str, reply: list[Any], now: datetime) -> Observation:

@@ -86,34 +86,32 @@ local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
 local rank = tonumber(ARGV[3])
 local upgrade = ARGV[2] ~= '' and cur < 3 and rank >= cur
 local now = tonumber(ARGV[4])
-for i = 8, #ARGV, 2 do
-  if upgrade then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  else
+if upgrade then
+  redis.call('HSET', KEYS[1], 'state', ARGV[2], 'rank', rank, 'updated_ts', ARGV[4], unpack(ARGV, 8))
+else
+  for i = 8, #ARGV, 2 do
     redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
   end
 end
-if upgrade then
-  redis.call('HSET', KEYS[1], 'state', ARGV[2], 'rank', rank, 'updated_ts', ARGV[4])
-  if rank == 3 then
-    redis.call('ZREM', KEYS[3], ARGV[5])
-    redis.call('ZADD', KEYS[4], now, ARGV[5])
-    redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -tonumber(ARGV[7]) - 1)
-    if ARGV[6] == '1' then
-      local size = redis.call('STRLEN', KEYS[2])
-      local pttl = redis.call('PTTL', KEYS[2])
+if upgrade and rank == 3 then
+  redis.call('ZREM', KEYS[3], ARGV[5])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[1]))
+  redis.call('ZADD', KEYS[4], now, ARGV[5])
+  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -tonumber(ARGV[7]) - 1)
+  if ARGV[6] == '1' then
+    local size = redis.call('STRLEN', KEYS[2])
+    local pttl = redis.call('PTTL', KEYS[2])
+    local expires = false
+    if pttl > 0 then expires = tostring(now + pttl / 1000) elseif pttl == -1 then expires = 'never' end
+    if expires then
+      redis.call('HSET', KEYS[1], 'result_bytes', size, 'result_expires_ts', expires)
+    else
       redis.call('HSET', KEYS[1], 'result_bytes', size)
-      if pttl > 0 then
-        redis.call('HSET', KEYS[1], 'result_expires_ts', tostring(now + pttl / 1000))
-      elseif pttl == -1 then
-        redis.call('HSET', KEYS[1], 'result_expires_ts', 'never')
-      end
     end
-  elseif rank == 2 then
-    redis.call('ZADD', KEYS[3], now, ARGV[5])
   end
+elseif upgrade and rank == 2 then
+  redis.call('ZADD', KEYS[3], now, ARGV[5])
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[1]))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return upgrade and 1 or 0
 """
@@ -315,6 +313,9 @@ _stores_lock = threading.Lock()
 
 def store_for(app: Celery) -> RecordStore:
     """The (cached) RecordStore of ``app``."""
+    store = _stores.get(app)
+    if store is not None:
+        return store
     with _stores_lock:
         store = _stores.get(app)
         if store is None:

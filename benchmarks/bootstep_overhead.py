@@ -1,0 +1,84 @@
+"""Worker throughput with and without ``celery_ext.install(app)``.
+
+2,000 no-op tasks through a real worker subprocess (threads pool, concurrency 4), with and
+without the bootstep, alternated round by round in one run; prints the median tasks/s of
+each and their ratio. Target: with >= 0.95 x without.
+
+    .venv/bin/python benchmarks/bootstep_overhead.py [--tasks 2000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from _common import REPO_ROOT, RedisServer, machine_line, median
+
+TASKS = 2000
+
+
+def one_round(redis: RedisServer, installed: bool, tasks: int) -> float:
+    """Tasks per second from the first send until every result is stored."""
+    env = {"FILEINTEL_BENCH_REDIS_URL": redis.url, "FILEINTEL_BENCH_INSTALL": "1" if installed else "0",
+           "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.abspath(__file__)), str(REPO_ROOT)])}
+    client = redis.client()
+    client.flushdb()
+    from bench_app import app, noop
+
+    with _worker(env):
+        ids = []
+        started = time.perf_counter()
+        with app.producer_or_acquire() as producer:
+            for _ in range(tasks):
+                ids.append(noop.apply_async(producer=producer).id)
+        keys = [f"celery-task-meta-{i}" for i in ids]
+        while client.exists(*keys) < tasks:
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - started
+    if installed:
+        records = client.exists(*[f"fileintel-record-{i}" for i in ids])
+        if records < tasks:  # the writer lags a little behind; it must catch up
+            time.sleep(1)
+            records = client.exists(*[f"fileintel-record-{i}" for i in ids])
+        assert records == tasks, f"only {records} of {tasks} records were written"
+    return tasks / elapsed
+
+
+def _worker(env: dict[str, str]):
+    from _common import run_subprocess_worker
+
+    return run_subprocess_worker(pool="threads", concurrency=4, app="bench_app", loglevel="INFO", env=env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=TASKS)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    redis = RedisServer()
+    redis.start()
+    # The harness's subprocess helpers and bench_app read these.
+    os.environ["FILEINTEL_TEST_REDIS_URL"] = os.environ["FILEINTEL_BENCH_REDIS_URL"] = redis.url
+    try:
+        without: list[float] = []
+        with_: list[float] = []
+        for r in range(args.rounds):
+            # Alternate which goes first, so drift on a shared machine hits both alike.
+            order = [False, True] if r % 2 == 0 else [True, False]
+            for installed in order:
+                rate = one_round(redis, installed, args.tasks)
+                (with_ if installed else without).append(rate)
+                print(f"  round {r + 1}: {'with   ' if installed else 'without'} install(): {rate:7.0f} tasks/s", flush=True)
+    finally:
+        redis.close()
+    a, b = median(without), median(with_)
+    print()
+    print(f"bootstep overhead: {args.tasks} no-op tasks, threads pool x4, median of {args.rounds} rounds ({machine_line()})")
+    print(f"  {'stock Celery (no install)':<28} {a:8.0f} tasks/s")
+    print(f"  {'with celery_ext.install':<28} {b:8.0f} tasks/s")
+    print(f"  {'ratio':<28} {b / a:8.3f}   (target >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()
