@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from celery import Celery
 
@@ -70,12 +71,12 @@ def _stream_large(
     app: Celery, task_id: str, write: Callable[[bytes], object], chunk_size: int, status: TaskStatus
 ) -> int:
     store = store_for(app)
-    client = store.client()
+    client: Any = store.client()  # bytes replies: Celery's client does not decode
     key = store.meta_key(task_id)
     size = int(client.strlen(key))
-    head = client.getrange(key, 0, 255)
+    head = bytes(client.getrange(key, 0, 255))
     tail_start = max(0, size - _TAIL)
-    tail = client.getrange(key, tail_start, size - 1)
+    tail = bytes(client.getrange(key, tail_start, size - 1))
     start = head.find(_RESULT_KEY)
     end = _top_level_traceback(tail)
     if not head.startswith(b"{") or start < 0 or end is None:
@@ -90,7 +91,7 @@ def _stream_large(
     position = first
     while position < last:
         stop = min(position + chunk_size, last)
-        chunk = client.getrange(key, position, stop - 1)
+        chunk = bytes(client.getrange(key, position, stop - 1))
         if not chunk:
             raise ResultUnavailable(status, f"the result of task {task_id} disappeared while it was being read")
         write(chunk)

@@ -173,7 +173,8 @@ def _observe_generic(app: Celery, store: RecordStore, task_id: str, now: datetim
             meta = dict(raw)
     record = None
     if store.enabled:
-        record = TaskRecord.from_redis(store.client().hgetall(store.record_key(task_id)))
+        fields: Any = store.client().hgetall(store.record_key(task_id))
+        record = TaskRecord.from_redis(fields)
     stored_bytes = None
     if meta is not None and meta.get("status") in states.READY_STATES:
         stored_bytes = _approximate_size(meta.get("result"))

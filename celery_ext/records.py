@@ -263,9 +263,12 @@ class RecordStore:
     # -- clients ------------------------------------------------------------------------
     def client(self) -> Redis:
         """The Redis client for reads in this thread (the result backend's own when it is Redis)."""
+        client: Redis
         if self.result_backend_is_redis and not self.settings.redis_url:
-            return self.app.backend.client  # thread-local and fork-aware
-        return self.own_backend().client
+            client = self.app.backend.client  # thread-local and fork-aware
+        else:
+            client = self.own_backend().client
+        return client
 
     def own_backend(self, socket_timeout: float | None = None) -> RedisBackend:
         """A Redis backend object of our own for this thread (records on a separate Redis,
@@ -287,7 +290,7 @@ class RecordStore:
             backend.connparams["socket_timeout"] = socket_timeout
             backend.connparams["socket_connect_timeout"] = socket_timeout
             backend.connparams["retry_on_timeout"] = False
-        return backend  # type: ignore[no-any-return]
+        return backend
 
 
 def _is_redis_backend(backend: Any) -> bool:
@@ -299,7 +302,7 @@ def _is_redis_backend(backend: Any) -> bool:
 def _prefixed(app: Celery, prefix: bytes) -> bytes:
     """Apply ``global_keyprefix`` the way Celery's key-value backends do."""
     options = app.conf.get("result_backend_transport_options") or {}
-    global_prefix = options.get("global_keyprefix")
+    global_prefix = str(options.get("global_keyprefix") or "")
     if not global_prefix:
         return prefix
     if global_prefix[-1] not in ":_-.":

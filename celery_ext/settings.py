@@ -62,7 +62,7 @@ DEFAULTS: dict[str, Any] = {
 def get_settings(app: Celery) -> FileIntelSettings:
     """Read every ``fileintel_*`` setting from ``app.conf`` (defaults where unset)."""
     conf = app.conf
-    values = {}
+    values: dict[str, Any] = {}
     for f in fields(FileIntelSettings):
         value = conf.get(f"fileintel_{f.name}", None)
         values[f.name] = f.default if value is None and f.name != "redis_url" else value

@@ -32,7 +32,7 @@ __all__ = ["FileIntelTask"]
 logger = logging.getLogger(__name__)
 
 
-class FileIntelTask(Task):  # type: ignore[misc]
+class FileIntelTask(Task):
     """Use as ``@app.task(base=FileIntelTask, bind=True)``; adds ``self.report_progress``."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -144,6 +144,7 @@ def coalesce(batch: list[RecordWrite]) -> list[RecordWrite]:
             continue
         current_rank = Rank.of(current.state) if current.state else -1
         new_rank = Rank.of(write.state) if write.state else -1
+        state: str | None
         if write.state and current_rank < Rank.TERMINAL and new_rank >= current_rank:
             fields = {**current.fields, **write.fields}
             state = write.state
