@@ -18,8 +18,16 @@ from _common import REPO_ROOT, RedisServer, machine_line, median
 TASKS = 2000
 
 
-def one_round(redis: RedisServer, installed: bool, tasks: int) -> float:
-    """Tasks per second from the first send until every result is stored."""
+def redis_commands(client) -> int:
+    """Commands the server executed so far, less our own INFO and EXISTS polling."""
+    stats = client.info("commandstats")
+    return sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_exists"))
+
+
+def one_round(redis: RedisServer, installed: bool, tasks: int, costs: dict[str, list[float]]) -> float:
+    """Tasks per second from the first send until every result is stored.
+
+    Also appends to ``costs``: Redis commands per task, and (with install) bytes per record."""
     env = {"FILEINTEL_BENCH_REDIS_URL": redis.url, "FILEINTEL_BENCH_INSTALL": "1" if installed else "0",
            "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.abspath(__file__)), str(REPO_ROOT)])}
     client = redis.client()
@@ -28,6 +36,7 @@ def one_round(redis: RedisServer, installed: bool, tasks: int) -> float:
 
     with _worker(env):
         ids = []
+        commands_before = redis_commands(client)
         started = time.perf_counter()
         with app.producer_or_acquire() as producer:
             for _ in range(tasks):
@@ -36,7 +45,14 @@ def one_round(redis: RedisServer, installed: bool, tasks: int) -> float:
         while client.exists(*keys) < tasks:
             time.sleep(0.01)
         elapsed = time.perf_counter() - started
+        time.sleep(0.5)  # let the last record writes land before counting
+        costs["commands" if installed else "stock_commands"].append(
+            (redis_commands(client) - commands_before) / tasks
+        )
     if installed:
+        sample = ids[:: max(1, tasks // 50)]
+        sizes = [client.memory_usage(f"fileintel-record-{i}") or 0 for i in sample]
+        costs["record_bytes"].append(sum(sizes) / len(sizes))
         records = client.exists(*[f"fileintel-record-{i}" for i in ids])
         if records < tasks:  # the writer lags a little behind; it must catch up
             time.sleep(1)
@@ -63,11 +79,12 @@ def main() -> None:
     try:
         without: list[float] = []
         with_: list[float] = []
+        costs: dict[str, list[float]] = {"commands": [], "stock_commands": [], "record_bytes": []}
         for r in range(args.rounds):
             # Alternate which goes first, so drift on a shared machine hits both alike.
             order = [False, True] if r % 2 == 0 else [True, False]
             for installed in order:
-                rate = one_round(redis, installed, args.tasks)
+                rate = one_round(redis, installed, args.tasks, costs)
                 (with_ if installed else without).append(rate)
                 print(f"  round {r + 1}: {'with   ' if installed else 'without'} install(): {rate:7.0f} tasks/s", flush=True)
     finally:
@@ -78,6 +95,11 @@ def main() -> None:
     print(f"  {'stock Celery (no install)':<28} {a:8.0f} tasks/s")
     print(f"  {'with celery_ext.install':<28} {b:8.0f} tasks/s")
     print(f"  {'ratio':<28} {b / a:8.3f}   (target >= 0.95)")
+    print()
+    print("Redis cost per task (median over rounds)")
+    print(f"  {'commands, stock Celery':<28} {median(costs['stock_commands']):8.1f}   (broker + result backend)")
+    print(f"  {'commands, with install':<28} {median(costs['commands']):8.1f}   (Lua-internal commands included)")
+    print(f"  {'memory per task record':<28} {median(costs['record_bytes']):8.0f} bytes (MEMORY USAGE; kept record_ttl)")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from celery_ext.errors import BackendUnavailable
 from celery_ext.ids import validate_task_id
 from celery_ext.progress import PROGRESS_STATE, normalize_progress
 from celery_ext.records import RecordStore, TaskRecord, store_for
-from celery_ext.results import make_json_safe
+from celery_ext.results import find_placeholders, make_json_safe
 from celery_ext.settings import FileIntelSettings, result_expires_seconds
 from celery_ext.status import (
     Phase,
@@ -219,7 +219,7 @@ def build_status(obs: Observation, settings: FileIntelSettings, app: Celery | No
     # When the stored result goes away.
     result_expires_at: datetime | None = None
     expires_in_s: float | None = None
-    if stored and obs.ttl_s is not None:
+    if stored and phase.finished and obs.ttl_s is not None:
         expires_in_s = round(obs.ttl_s, 3)
         result_expires_at = obs.now + timedelta(seconds=obs.ttl_s)
     elif not stored and record is not None and record.result_expires_at is not None:
@@ -251,7 +251,7 @@ def build_status(obs: Observation, settings: FileIntelSettings, app: Celery | No
         expires_in_s=expires_in_s,
         result=result,
         result_info=ResultInfo(
-            bytes=obs.stored_bytes if stored else (record.result_bytes if record else None),
+            bytes=_result_bytes(phase, stored, obs, record),
             inline=reason is None,
             placeholders=placeholders,
             reason=reason,
@@ -306,8 +306,21 @@ def _result(
     if meta.get("undecodable"):
         return None, (), ResultReason.UNKNOWN
     safe = make_json_safe(meta.get("result"))
-    placeholders = _stored_placeholders(record) + safe.placeholders
+    # Placeholders FileIntelTask put in before storing: the record has their reprs; the
+    # record may lag the result by a few milliseconds, so fall back to the strings themselves.
+    placeholders = _stored_placeholders(record) or find_placeholders(safe.value)
+    placeholders += safe.placeholders
     return safe.value, placeholders, None
+
+
+def _result_bytes(phase: Phase, stored: bool, obs: Observation, record: TaskRecord | None) -> int | None:
+    """Size of the stored result: only for finished tasks (a running task's stored payload is
+    its progress, not a result); from the record once the result is gone."""
+    if not phase.finished:
+        return None
+    if stored:
+        return obs.stored_bytes
+    return record.result_bytes if record is not None and record.result_bytes else None
 
 
 def _stored_placeholders(record: TaskRecord | None) -> tuple[Placeholder, ...]:

@@ -9,13 +9,14 @@ The copy always serialises with ``json.dumps(..., allow_nan=False)``.
 from __future__ import annotations
 
 import math
+import re
 import reprlib
 from dataclasses import dataclass
 from typing import Any
 
 from celery_ext.status import Placeholder
 
-__all__ = ["SafeResult", "make_json_safe", "placeholder_text"]
+__all__ = ["SafeResult", "make_json_safe", "placeholder_text", "find_placeholders"]
 
 #: Deeper nesting than this is replaced by a placeholder instead of recursing further.
 MAX_DEPTH = 200
@@ -37,6 +38,26 @@ class SafeResult:
 def placeholder_text(type_name: str, path: str) -> str:
     """The string that stands in the result where a non-JSON value was."""
     return f"<placeholder {type_name} at {path}>"
+
+
+_PLACEHOLDER = re.compile(r"<placeholder (\S+) at (\$.*)>")
+
+
+def find_placeholders(value: Any, repr_text: str = "(replaced before it was stored)") -> tuple[Placeholder, ...]:
+    """The placeholder strings a JSON value already holds (put there by FileIntelTask)."""
+    found: list[Placeholder] = []
+    stack = [value]
+    while stack and len(found) < MAX_PLACEHOLDERS:
+        item = stack.pop()
+        if isinstance(item, str):
+            match = _PLACEHOLDER.fullmatch(item)
+            if match:
+                found.append(Placeholder(match.group(2), match.group(1), repr_text))
+        elif isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return tuple(found)
 
 
 def make_json_safe(value: Any) -> SafeResult:

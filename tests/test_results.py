@@ -117,3 +117,11 @@ def test_any_value_becomes_strict_json_and_never_raises(value):
     for placeholder in safe.placeholders:
         assert placeholder.path.startswith("$")
         assert len(placeholder.repr) <= 200
+
+
+def test_placeholders_already_in_a_stored_result_are_found_again():
+    from celery_ext.results import find_placeholders
+
+    stored = {"a": [placeholder_text("set", "$.a[0]")], "b": "<placeholder is just text>"}
+    found = find_placeholders(stored)
+    assert [(p.path, p.type) for p in found] == [("$.a[0]", "set")]
