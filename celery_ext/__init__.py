@@ -24,6 +24,9 @@ __all__ = [
     "describe_many",
     "stream_result",
     "wait",
+    "WaitResult",
+    "WaitTimeout",
+    "BackendLost",
     "TaskStatus",
     "Phase",
     "FileIntelSettings",
@@ -44,6 +47,9 @@ _EXPORTS = {
     "describe_many": "celery_ext.lookup",
     "stream_result": "celery_ext.download",
     "wait": "celery_ext.watch",
+    "WaitResult": "celery_ext.watch",
+    "WaitTimeout": "celery_ext.watch",
+    "BackendLost": "celery_ext.watch",
     "TaskStatus": "celery_ext.status",
     "Phase": "celery_ext.status",
     "FileIntelSettings": "celery_ext.settings",
@@ -70,7 +76,7 @@ if TYPE_CHECKING:
     from celery_ext.settings import FileIntelSettings, get_settings
     from celery_ext.status import Phase, TaskStatus
     from celery_ext.task import FileIntelTask
-    from celery_ext.watch import wait
+    from celery_ext.watch import BackendLost, WaitResult, WaitTimeout, wait
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -96,36 +96,46 @@ def describe(app: Celery, task_id: str) -> TaskStatus:
     return describe_many(app, [task_id])[0]
 
 
-def describe_many(app: Celery, task_ids: Sequence[str]) -> list[TaskStatus]:
-    """``describe`` for several ids in one round trip (pipelined)."""
+def describe_many(
+    app: Celery, task_ids: Sequence[str], *, max_result_bytes: int | None = None
+) -> list[TaskStatus]:
+    """``describe`` for several ids in one round trip (pipelined).
+
+    ``max_result_bytes`` lowers the size up to which results are loaded, for callers that
+    only want metadata (Flower's board): larger ones come back as ``too_large``. It never
+    raises the configured ``fileintel_max_result_bytes``.
+    """
     ids = [validate_task_id(t) for t in task_ids]
     store = store_for(app)
+    limit = store.settings.max_result_bytes
+    if max_result_bytes is not None:
+        limit = min(limit, max_result_bytes)
     try:
-        observations = _observe(app, store, ids)
+        observations = _observe(app, store, ids, limit)
     except backend_errors() as exc:
         raise unavailable(store, exc) from exc
-    return [build_status(o, store.settings, app) for o in observations]
+    settings = store.settings if limit == store.settings.max_result_bytes else replace(store.settings, max_result_bytes=limit)
+    return [build_status(o, settings, app) for o in observations]
 
 
-def _observe(app: Celery, store: RecordStore, ids: list[str]) -> list[Observation]:
+def _observe(app: Celery, store: RecordStore, ids: list[str], max_bytes: int) -> list[Observation]:
     now = datetime.now(timezone.utc)
     if store.result_backend_is_redis and not store.settings.redis_url:
         from redis.exceptions import NoScriptError
 
         client = store.client()
         try:
-            replies = _run_read_script(client, store, ids)
+            replies = _run_read_script(client, store, ids, max_bytes)
         except NoScriptError:  # Redis restarted, or SCRIPT FLUSH: load it again
             client.script_load(READ_SCRIPT)
-            replies = _run_read_script(client, store, ids)
+            replies = _run_read_script(client, store, ids, max_bytes)
         return [_from_script(app, task_id, reply, now) for task_id, reply in zip(ids, replies)]
     return [_observe_generic(app, store, task_id, now) for task_id in ids]
 
 
-def _run_read_script(client: Any, store: RecordStore, ids: list[str]) -> list[Any]:
+def _run_read_script(client: Any, store: RecordStore, ids: list[str], max_bytes: int) -> list[Any]:
     """One EVALSHA per id, all in one round trip. (redis-py's Script objects would add a
     SCRIPT EXISTS round trip to every pipeline.)"""
-    max_bytes = store.settings.max_result_bytes
     if len(ids) == 1:
         keys = [store.meta_key(ids[0]), store.record_key(ids[0])]
         return [client.evalsha(READ_SCRIPT_SHA, 2, *keys, max_bytes)]
@@ -221,7 +231,15 @@ def build_status(obs: Observation, settings: FileIntelSettings, app: Celery | No
     expires_in_s: float | None = None
     if stored and phase.finished and obs.ttl_s is not None:
         expires_in_s = round(obs.ttl_s, 3)
-        result_expires_at = obs.now + timedelta(seconds=obs.ttl_s)
+        # now + TTL moves by milliseconds from read to read. The record measured the expiry
+        # once, on the server's clock, when the task finished: use it while it agrees (the
+        # TTL may have been changed since), so every read gives the same answer.
+        measured = obs.now + timedelta(seconds=obs.ttl_s)
+        recorded = record.result_expires_at if record is not None else None
+        if recorded is not None and abs((recorded - measured).total_seconds()) < 2:
+            result_expires_at = recorded
+        else:
+            result_expires_at = measured
     elif not stored and record is not None and record.result_expires_at is not None:
         result_expires_at = record.result_expires_at
 

@@ -102,7 +102,12 @@ if upgrade and rank == 3 then
     local size = redis.call('STRLEN', KEYS[2])
     local pttl = redis.call('PTTL', KEYS[2])
     local expires = false
-    if pttl > 0 then expires = tostring(now + pttl / 1000) elseif pttl == -1 then expires = 'never' end
+    if pttl > 0 then
+      local t = redis.call('TIME')  -- the server's clock: the one that expires the key
+      expires = tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000 + pttl / 1000)
+    elseif pttl == -1 then
+      expires = 'never'
+    end
     if expires then
       redis.call('HSET', KEYS[1], 'result_bytes', size, 'result_expires_ts', expires)
     else

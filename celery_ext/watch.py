@@ -56,13 +56,17 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between safety re-reads of every pending task on a healthy pub/sub connection.
 #: Long on purpose: pushes carry the news; this only covers a connection that died silently.
-SAFETY_INTERVAL = 90.0
+#: One re-read is one EVALSHA (plus SCRIPT EXISTS and the 3-4 reads inside the script, which
+#: INFO commandstats also counts): at most 6 commands per task per 2 minutes.
+SAFETY_INTERVAL = 120.0
 #: First delay (seconds) of the polling fallback and of reconnect attempts.
 POLL_INITIAL = 0.2
 #: Longest delay (seconds) between polls and between reconnect attempts.
 POLL_CAP = 5.0
 #: Longest wait (seconds) for Redis to open the pub/sub connection; also bounded by the deadline.
 CONNECT_TIMEOUT = 5.0
+
+_sleep = time.sleep  # one seam for tests
 
 UpdateCallback = Callable[["TaskStatus"], None]
 BackendCallback = Callable[[BackendUnavailable | None], None]
@@ -150,7 +154,7 @@ def wait(
     subscription and propagates.
     """
     ids = _unique([task_ids] if isinstance(task_ids, str) else list(task_ids))
-    from celery_ext.describe import describe_many
+    from celery_ext.lookup import describe_many
     from celery_ext.ids import validate_task_id
 
     for task_id in ids:
@@ -160,6 +164,8 @@ def wait(
 
     clock = time.monotonic
     started = clock()
+    if not ids:
+        return WaitResult({}, timeout=timeout, elapsed_s=0.0)
     deadline = None if timeout is None else started + timeout
     # timeout=0 reads once: no subscription to set up and tear down.
     push = timeout != 0 and _supports_push(app)
@@ -210,7 +216,7 @@ def wait(
                 to_read.update(pending)
                 if down_since is None:
                     down_since = clock()
-                    logger.warning("result backend unreachable while waiting: %s", exc)
+                    logger.info("result backend unreachable while waiting: %s", exc)
                     if on_backend_change is not None:
                         on_backend_change(exc)
                 left = remaining()
@@ -222,7 +228,7 @@ def wait(
                         down_for_s=clock() - down_since,
                     ) from exc
                 delay = retry.next()
-                time.sleep(delay if left is None else min(delay, left))
+                _sleep(delay if left is None else min(delay, left))
                 continue
 
             pending = [task_id for task_id in pending if not statuses[task_id].phase.finished]
@@ -237,7 +243,7 @@ def wait(
                 to_read.update(pending)
                 if down_since is None:
                     down_since = clock()
-                    logger.warning("result backend unreachable while waiting: %s", exc)
+                    logger.info("result backend unreachable while waiting: %s", exc)
                     if on_backend_change is not None:
                         on_backend_change(exc)
     finally:
@@ -279,7 +285,7 @@ class _PollSource:
     def wait(self, task_ids: list[str], timeout: float | None) -> set[str]:
         delay = self._backoff.next()
         # Near the deadline, sleep until it and read a last time rather than give up early.
-        time.sleep(delay if timeout is None else min(delay, timeout))
+        _sleep(delay if timeout is None else min(delay, timeout))
         return set(task_ids)
 
     def on_change(self) -> None:

@@ -8,6 +8,7 @@ once per interval and drops that batch: a record is a nicety, the task is what m
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
@@ -31,6 +32,8 @@ ERROR_LOG_INTERVAL = 60.0
 #: After the first write of a batch arrives, wait this long for more: a short task's
 #: "started" and "succeeded" then travel as one write (records lag by at most this much).
 LINGER = 0.02
+#: How long a process that exits waits for its last record writes.
+EXIT_FLUSH_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,19 @@ def writer_for(app: Celery) -> RecordWriter:
             writer = _writers.get(key)
             if writer is None or writer.pid != os.getpid():
                 writer = _writers[key] = RecordWriter(app)
+                _flush_at_exit()
     return writer
+
+
+_exit_hook_pid: int | None = None
+
+
+def _flush_at_exit() -> None:
+    """A short script that sends a task and exits must not lose the task's "sent" record."""
+    global _exit_hook_pid
+    if _exit_hook_pid != os.getpid():
+        _exit_hook_pid = os.getpid()
+        atexit.register(flush_all, EXIT_FLUSH_TIMEOUT)
 
 
 def flush_all(timeout: float = 5.0) -> None:

@@ -41,13 +41,15 @@ def test_succeeded(app, worker):
     assert iso(doc["result_expires_at"]) > iso(doc["completed_at"])
 
 
-def test_completed_at_is_the_backends_date_done_not_the_time_of_asking(app, worker):
+def test_times_are_the_tasks_not_the_time_of_asking(app, worker):
     result = proj.add.delay(1, 1)
     result.get(timeout=10)
-    first = describe_checked(app, result.id).completed_at
+    first = wait_for(app, result.id, lambda s: s.runtime_s is not None)
     time.sleep(0.3)
-    assert describe_checked(app, result.id).completed_at == first
-    assert result.date_done.replace(tzinfo=timezone.utc) == first
+    again = describe_checked(app, result.id)
+    assert again.completed_at == first.completed_at == result.date_done.replace(tzinfo=timezone.utc)
+    assert again.result_expires_at == first.result_expires_at  # only expires_in_s counts down
+    assert again.expires_in_s < first.expires_in_s
 
 
 def test_failed_has_type_message_and_traceback(app, worker):

@@ -238,3 +238,21 @@ def test_sentinel_urls_work_as_in_celery(app, worker, sentinel_url):
     with as_current(sentinel_app):
         queued = sentinel_app.send_task("tests.proj.add", (1, 1), queue="fileintel-nobody")
     assert wait_for_phase(sentinel_app, queued.id, "queued").queued_at is not None
+
+
+def test_a_producer_that_exits_right_after_sending_keeps_the_sent_record(app):
+    """The writer is a background thread: an exiting script flushes it (atexit)."""
+    import subprocess
+    import sys
+
+    from tests.harness import REPO_ROOT, subprocess_env
+
+    code = (
+        "from tests import proj; "
+        "print(proj.add.apply_async((1, 2), queue=proj.NOBODY_QUEUE).id)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=subprocess_env(), cwd=REPO_ROOT, check=True)
+    task_id = out.stdout.strip()
+    status = describe_checked(app, task_id)
+    assert status.phase.value == "queued" and status.queued_at is not None

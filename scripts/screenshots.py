@@ -1,0 +1,93 @@
+"""Retake README's screenshots (docs/board.png, docs/detail.png) from the running demo.
+
+    .venv/bin/python scripts/screenshots.py [--port 5599]
+
+Starts the demo for a minute, waits until progress tasks are running, and photographs the
+board and a running task's page in headless Chromium (Debian's ``chromium`` through
+Playwright), at 1280x800.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=5599)
+    args = parser.parse_args()
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        sys.exit("screenshots: Debian's chromium is needed (apt-get install chromium)")
+    state = REPO / ".screenshots-demo-state.json"
+    env = dict(os.environ, FILEINTEL_DEMO_STATE_FILE=str(state))
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "flower_fileintel.demo", "--port", str(args.port), "--duration", "90",
+         "--interval", "5"],
+        cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{args.port}"
+        task_id = _running_progress_task(base, env)
+        time.sleep(4)  # let the bars move and a few results pile up
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            for url, name in ((f"{base}/fileintel/task/{task_id}", "detail"), (f"{base}/fileintel", "board")):
+                page.goto(url)
+                page.wait_for_timeout(1500)
+                page.screenshot(path=str(REPO / "docs" / f"{name}.png"))
+                print(f"wrote docs/{name}.png")
+            browser.close()
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)
+        demo.wait(30)
+        state.unlink(missing_ok=True)
+
+
+def _running_progress_task(base: str, env: dict[str, str]) -> str:
+    """Wait for Flower and the demo's state file, then return the id of a running task that
+    reports progress."""
+    deadline = time.monotonic() + 60
+    state = Path(env["FILEINTEL_DEMO_STATE_FILE"])
+    while not state.exists() or not _answers(f"{base}/healthcheck"):
+        if time.monotonic() > deadline:
+            raise SystemExit("screenshots: the demo did not start within 60 s")
+        time.sleep(0.5)
+    os.environ.update(env)  # the demo app reads the state file when imported
+    import celery_ext
+    from celery_ext.records import recent_task_ids
+    from flower_fileintel.demo.app import app
+
+    while time.monotonic() < deadline:
+        for task_id in recent_task_ids(app, "active", 20):
+            progress = celery_ext.describe(app, task_id).progress
+            if progress is not None and (progress.percent or 0) > 15:
+                return task_id
+        time.sleep(1)
+    raise SystemExit("screenshots: no running task with progress appeared within 60 s")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
