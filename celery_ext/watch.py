@@ -194,6 +194,17 @@ def wait(
         if changed:
             source.on_change()
 
+    def went_down(exc: BackendUnavailable) -> None:
+        """Drop the connection and plan to read every pending task again once it is back."""
+        nonlocal down_since
+        source.close()
+        to_read.update(pending)
+        if down_since is None:
+            down_since = clock()
+            logger.info("result backend unreachable while waiting: %s", exc)
+            if on_backend_change is not None:
+                on_backend_change(exc)
+
     try:
         while True:
             try:
@@ -212,20 +223,14 @@ def wait(
                     if on_backend_change is not None:
                         on_backend_change(None)
             except BackendUnavailable as exc:
-                source.close()
-                to_read.update(pending)
-                if down_since is None:
-                    down_since = clock()
-                    logger.info("result backend unreachable while waiting: %s", exc)
-                    if on_backend_change is not None:
-                        on_backend_change(exc)
+                went_down(exc)
                 left = remaining()
                 if left is not None and left <= 0:
                     raise BackendLost(
                         exc.url,
                         exc.reason,
                         statuses={i: statuses[i] for i in ids if i in statuses},
-                        down_for_s=clock() - down_since,
+                        down_for_s=clock() - (down_since or clock()),
                     ) from exc
                 delay = retry.next()
                 _sleep(delay if left is None else min(delay, left))
@@ -239,13 +244,7 @@ def wait(
                 to_read.update(source.wait(pending, left))
             except BackendUnavailable as exc:
                 # Handled like a failed read: the loop reconnects, re-subscribes and re-reads.
-                source.close()
-                to_read.update(pending)
-                if down_since is None:
-                    down_since = clock()
-                    logger.info("result backend unreachable while waiting: %s", exc)
-                    if on_backend_change is not None:
-                        on_backend_change(exc)
+                went_down(exc)
     finally:
         source.close()
 

@@ -28,6 +28,8 @@ from typing import Any
 import psutil
 import pytest
 
+from flower_fileintel.demo.processes import die_with_parent
+
 #: The repository root: subprocesses run there so ``-A tests.proj`` imports this checkout.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,28 +96,9 @@ def kill_all_registered() -> None:
 atexit.register(kill_all_registered)
 
 
-def _load_prctl() -> Any:
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except Exception:  # not Linux
-        return None
-
-
-# Looked up once here: a child between fork and exec must not import anything.
-_prctl = _load_prctl()
-
-
-def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child
-    """Ask Linux to SIGKILL the child if pytest dies hard (SIGKILL, OOM), so nothing lingers.
-
-    Linux ties this to the thread that started the child: start subprocesses from the test's
-    own (main) thread.
-    """
-    if _prctl is not None:
-        pr_set_pdeathsig = 1
-        _prctl(pr_set_pdeathsig, signal.SIGKILL)
+# preexec_fn for every child: SIGKILLed by Linux if pytest dies hard (SIGKILL, OOM). Linux
+# ties this to the thread that started the child: start subprocesses from the test's thread.
+_set_parent_death_signal = die_with_parent
 
 
 def leaked_children(allowed: Sequence[int] = ()) -> list[psutil.Process]:

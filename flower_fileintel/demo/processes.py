@@ -52,7 +52,9 @@ def _load_prctl() -> Any:
 _prctl = _load_prctl()
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """``preexec_fn``: ask Linux to SIGKILL the child when its parent dies, even hard
+    (SIGKILL, OOM), so nothing lingers. A no-op where prctl does not exist."""
     if _prctl is not None:
         _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
@@ -81,7 +83,7 @@ class Child:
                 env=dict(env),
                 cwd=cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         except BaseException:
             self._out.close()
