@@ -78,44 +78,53 @@ class Rank(enum.IntEnum):
 
 # KEYS: record, meta, active index, finished index
 # ARGV: ttl, state ('' for none), rank, now (epoch seconds), task id, measure ('1': read the
-#       stored result's size and TTL), finished-index size, then field/value pairs.
+#       stored result's size and TTL), finished-index size ('0': do not trim the indexes, the
+#       writer asks once per batch), the fields as one JSON object of strings (one argument
+#       is much cheaper for redis-py to pack than a pair per field).
 # A write that does not move the state up (a late or duplicate signal) only fills fields that
-# are still missing, so a terminal record is never downgraded. One script = one atomic step.
+# are still missing, so a terminal record is never downgraded. One script = one atomic step;
+# the common terminal write runs 7 commands (HGET, STRLEN, PTTL, TIME, HSET, ZADD, EXPIRE).
 WRITE_SCRIPT = """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
 local rank = tonumber(ARGV[3])
 local upgrade = ARGV[2] ~= '' and cur < 3 and rank >= cur
 local now = tonumber(ARGV[4])
+local trim = tonumber(ARGV[7])
+local given = cjson.decode(ARGV[8])
 if upgrade then
-  redis.call('HSET', KEYS[1], 'state', ARGV[2], 'rank', rank, 'updated_ts', ARGV[4], unpack(ARGV, 8))
-else
-  for i = 8, #ARGV, 2 do
-    redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+  local fields = {'state', ARGV[2], 'rank', rank}
+  for k, v in pairs(given) do
+    table.insert(fields, k)
+    table.insert(fields, v)
   end
-end
-if upgrade and rank == 3 then
-  redis.call('ZREM', KEYS[3], ARGV[5])
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[1]))
-  redis.call('ZADD', KEYS[4], now, ARGV[5])
-  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -tonumber(ARGV[7]) - 1)
-  if ARGV[6] == '1' then
-    local size = redis.call('STRLEN', KEYS[2])
+  if rank == 3 and ARGV[6] == '1' then
     local pttl = redis.call('PTTL', KEYS[2])
-    local expires = false
+    table.insert(fields, 'result_bytes')
+    table.insert(fields, redis.call('STRLEN', KEYS[2]))
     if pttl > 0 then
       local t = redis.call('TIME')  -- the server's clock: the one that expires the key
-      expires = tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000 + pttl / 1000)
+      table.insert(fields, 'result_expires_ts')
+      table.insert(fields, tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000 + pttl / 1000))
     elseif pttl == -1 then
-      expires = 'never'
-    end
-    if expires then
-      redis.call('HSET', KEYS[1], 'result_bytes', size, 'result_expires_ts', expires)
-    else
-      redis.call('HSET', KEYS[1], 'result_bytes', size)
+      table.insert(fields, 'result_expires_ts')
+      table.insert(fields, 'never')
     end
   end
-elseif upgrade and rank == 2 then
-  redis.call('ZADD', KEYS[3], now, ARGV[5])
+  redis.call('HSET', KEYS[1], unpack(fields))
+  if rank == 3 then
+    if cur == 2 then redis.call('ZREM', KEYS[3], ARGV[5]) end
+    redis.call('ZADD', KEYS[4], now, ARGV[5])
+  elseif rank == 2 then
+    redis.call('ZADD', KEYS[3], now, ARGV[5])
+  end
+else
+  for k, v in pairs(given) do
+    redis.call('HSETNX', KEYS[1], k, v)
+  end
+end
+if trim > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[1]))
+  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -trim - 1)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return upgrade and 1 or 0

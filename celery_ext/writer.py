@@ -9,6 +9,7 @@ once per interval and drops that batch: a record is a nicety, the task is what m
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import queue
@@ -31,7 +32,7 @@ QUEUE_SIZE = 20_000
 ERROR_LOG_INTERVAL = 60.0
 #: After the first write of a batch arrives, wait this long for more: a short task's
 #: "started" and "succeeded" then travel as one write (records lag by at most this much).
-LINGER = 0.02
+LINGER = 0.05
 #: How long a process that exits waits for its last record writes.
 EXIT_FLUSH_TIMEOUT = 1.0
 
@@ -113,7 +114,7 @@ class RecordWriter:
             self._sha = client.script_load(WRITE_SCRIPT)
         ttl = str(store.record_ttl)
         with client.pipeline(transaction=False) as pipe:
-            for w in batch:
+            for index, w in enumerate(batch):
                 args: list[Any] = [
                     ttl,
                     w.state or "",
@@ -121,10 +122,10 @@ class RecordWriter:
                     repr(w.at or time.time()),
                     w.task_id,
                     "1" if w.measure_result else "0",
-                    FINISHED_INDEX_SIZE,
+                    # Trim the indexes once per batch, with its last write.
+                    FINISHED_INDEX_SIZE if index == len(batch) - 1 else 0,
+                    json.dumps(w.fields),
                 ]
-                for key, value in w.fields.items():
-                    args += [key, value]
                 pipe.evalsha(self._sha, 4, *store.keys_for_write(w.task_id), *args)
             pipe.execute()
 

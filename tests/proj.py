@@ -31,6 +31,7 @@ app.conf.update(
     result_extended=True,
     task_track_started=False,  # records must tell "running" without Celery's STARTED state
     broker_connection_retry_on_startup=True,
+    worker_cancel_long_running_tasks_on_connection_loss=True,  # Celery 6 default; silences its warning
     worker_hijack_root_logger=False,
     worker_prefetch_multiplier=1,
     task_acks_late=False,
