@@ -250,7 +250,7 @@ def main() -> None:
             "   (per min: the window's count x 60/window, set-up included; steady/min: after the first\n"
             "    second. INFO commandstats also counts the reads inside our Lua script (strlen, pttl,\n"
             "    get, hgetall). celery_ext.wait re-reads each task every 120 s as a safety net: at\n"
-            "    most 6 commands per task per 2 min (3/min), which a 30 s window does not show.)"
+            "    most 5 commands per task per 2 min (2.5/min), which a 30 s window does not show.)"
         )
 
         print(f"\n3. Whole-process time, median of {CLI_RUNS} runs (finished task)")

@@ -56,8 +56,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between safety re-reads of every pending task on a healthy pub/sub connection.
 #: Long on purpose: pushes carry the news; this only covers a connection that died silently.
-#: One re-read is one EVALSHA (plus SCRIPT EXISTS and the 3-4 reads inside the script, which
-#: INFO commandstats also counts): at most 6 commands per task per 2 minutes.
+#: One re-read is one EVALSHA (plus the 3-4 reads inside the script, which INFO commandstats
+#: also counts): at most 5 commands per task per 2 minutes.
 SAFETY_INTERVAL = 120.0
 #: First delay (seconds) of the polling fallback and of reconnect attempts.
 POLL_INITIAL = 0.2
