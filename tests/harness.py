@@ -322,19 +322,9 @@ def run_celery(
 
     Returns the CompletedProcess with text stdout/stderr; never raises on a non-zero exit.
     """
-    cmd = [celery_executable()] + (["-A", app] if app else []) + list(args)
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(env),
-        cwd=cwd or REPO_ROOT,
-        start_new_session=True,
-        preexec_fn=_set_parent_death_signal,
+    proc = start_celery(
+        *args, app=app, env=env, cwd=cwd, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL
     )
-    _register(proc)
     try:
         stdout, stderr = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -346,7 +336,7 @@ def run_celery(
         ) from None
     finally:
         kill_process_tree(proc)
-    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def start_celery(
