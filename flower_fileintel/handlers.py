@@ -329,6 +329,10 @@ class ResultApiHandler(_JsonMixin, BaseApiHandler):
                 watcher.take()
                 if watcher.ready or not hub.connected:
                     status = await self.lookup(task_id)
+            if not status.ready:
+                # Timed out: answer with what is true now. Pushes only carry the backend's
+                # state changes, not the records (an unknown id may be queued by now).
+                status = await self.lookup(task_id)
         return status
 
 
