@@ -494,8 +494,12 @@ def test_one_pubsub_connection_for_many_viewers(app, worker, flower, redis_clien
     wait_for(lambda: len(flower.call(lambda: flower.flower_app.fileintel_state.hub.board_watchers)) == 3)
     from flower_fileintel.live import CLIENT_NAME_PREFIX
 
-    ours = [c for c in redis_client.client_list() if c.get("name", "").startswith(CLIENT_NAME_PREFIX)]
-    assert len(ours) == 1 and int(ours[0]["psub"]) == 1
+    def ours():
+        return [c for c in redis_client.client_list() if c.get("name", "").startswith(CLIENT_NAME_PREFIX)]
+
+    # The connection is named as it opens, and PSUBSCRIBEs a moment later.
+    wait_for(lambda: any(int(c["psub"]) == 1 for c in ours()))
+    assert len(ours()) == 1 and int(ours()[0]["psub"]) == 1
     for t in threads:
         t.join(30)
     assert flower.call(lambda: flower.flower_app.fileintel_state.hub.connections_opened) == 1
