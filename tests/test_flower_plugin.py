@@ -191,7 +191,8 @@ def test_result_of_a_revoked_task_is_409(app, flower):
     assert resp.json()["code"] == "task_revoked"
 
 
-def test_result_evicted_before_expiry_is_410(app, worker, flower, redis_client):
+def _evicted_result(app, redis_client):
+    """A task that succeeded and whose stored result was then deleted ahead of its expiry."""
     from celery_ext.records import meta_key, store_for
 
     result = app.tasks["tests.proj.add"].delay(1, 2)
@@ -200,6 +201,11 @@ def test_result_evicted_before_expiry_is_410(app, worker, flower, redis_client):
     wait_for(lambda: redis_client.hget(record_key, "result_bytes"))  # the worker's final record write
     redis_client.delete(meta_key(app, result.id))
     wait_for(lambda: describe(app, result.id).expired)
+    return result
+
+
+def test_result_evicted_before_expiry_is_410(app, worker, flower, redis_client):
+    result = _evicted_result(app, redis_client)
     resp = get(flower, f"/api/fileintel/task/{result.id}/result")
     assert resp.status == 410
     body = resp.json()
@@ -359,14 +365,7 @@ def test_task_page_of_a_failed_task_has_a_collapsible_traceback(app, worker, flo
 
 
 def test_task_page_explains_an_expired_result(app, worker, flower, redis_client):
-    from celery_ext.records import meta_key, store_for
-
-    result = app.tasks["tests.proj.add"].delay(1, 2)
-    result.get(timeout=10)
-    record_key = store_for(app).record_key(result.id)
-    wait_for(lambda: redis_client.hget(record_key, "result_bytes"))  # the worker's final record write
-    redis_client.delete(meta_key(app, result.id))
-    wait_for(lambda: describe(app, result.id).expired)
+    result = _evicted_result(app, redis_client)
     html = get(flower, f"/fileintel/task/{result.id}").text
     assert 'id="fi-expired"' in html
     assert "Result expired." in html
