@@ -146,31 +146,45 @@ class CaseRun:
 
 
 
-def _judge_progress(run: CaseRun, s: TaskStatus) -> tuple[bool, str] | None:
-    if not s.phase.finished:
-        return None
-    if s.phase is not Phase.SUCCEEDED:
-        return False, f"ended {s.phase.value}, expected succeeded"
+Verdict = tuple[bool, str] | None  # None: not decided yet, keep watching
+Judge = Callable[[CaseRun, TaskStatus], Verdict]
+
+
+def _once_ended(expected: Phase) -> Callable[[Judge], Judge]:
+    """A judge that waits until the task has finished and fails it unless it ended
+    ``expected``; the decorated judge only looks at tasks that did."""
+
+    def decorate(judge: Judge) -> Judge:
+        def judged(run: CaseRun, s: TaskStatus) -> Verdict:
+            if not s.phase.finished:
+                return None
+            if s.phase is not expected:
+                return False, f"ended {s.phase.value}, expected {expected.value}"
+            return judge(run, s)
+
+        return judged
+
+    return decorate
+
+
+@_once_ended(Phase.SUCCEEDED)
+def _judge_progress(run: CaseRun, s: TaskStatus) -> Verdict:
     if not run.progress_seen:
         return False, "succeeded, but no progress with a message was seen while it ran"
     return True, f"progress seen while running; succeeded ({_fmt_result(s)})"
 
 
-def _judge_failure(run: CaseRun, s: TaskStatus) -> tuple[bool, str] | None:
-    if not s.phase.finished:
-        return None
-    if s.phase is not Phase.FAILED or s.error is None:
-        return False, f"ended {s.phase.value}, expected failed"
+@_once_ended(Phase.FAILED)
+def _judge_failure(run: CaseRun, s: TaskStatus) -> Verdict:
+    if s.error is None:
+        return False, "failed, but no error details were reported"
     if not s.error.traceback or "Traceback" not in s.error.traceback:
         return False, f"failed ({s.error.type}) but without a traceback"
     return True, f"{s.error.type}: {s.error.message[:60]}"
 
 
-def _judge_placeholders(run: CaseRun, s: TaskStatus) -> tuple[bool, str] | None:
-    if not s.phase.finished:
-        return None
-    if s.phase is not Phase.SUCCEEDED:
-        return False, f"ended {s.phase.value}, expected succeeded"
+@_once_ended(Phase.SUCCEEDED)
+def _judge_placeholders(run: CaseRun, s: TaskStatus) -> Verdict:
     paths = [p.path for p in s.result_info.placeholders]
     if not paths and _within(run, RECORD_GRACE_S):
         return None  # the worker writes the record (which lists them) just after the result
@@ -179,17 +193,14 @@ def _judge_placeholders(run: CaseRun, s: TaskStatus) -> tuple[bool, str] | None:
     return True, f"{len(paths)} placeholders: {', '.join(paths[:4])}"
 
 
-def _judge_download(run: CaseRun, s: TaskStatus) -> tuple[bool, str] | None:
-    if not s.phase.finished:
-        return None
-    if s.phase is not Phase.SUCCEEDED:
-        return False, f"ended {s.phase.value}, expected succeeded"
+@_once_ended(Phase.SUCCEEDED)
+def _judge_download(run: CaseRun, s: TaskStatus) -> Verdict:
     if s.result_info.reason is not ResultReason.TOO_LARGE:
         return False, f"succeeded, but result reason is {s.result_info.reason}, expected too_large"
     return True, f"{s.result_info.bytes} bytes stored, offered as a download"
 
 
-def _judge_expiring(run: CaseRun, s: TaskStatus) -> tuple[bool, str] | None:
+def _judge_expiring(run: CaseRun, s: TaskStatus) -> Verdict:
     if s.phase.finished and s.phase is not Phase.SUCCEEDED:
         return False, f"ended {s.phase.value}, expected succeeded"
     if s.phase is not Phase.SUCCEEDED:
@@ -202,7 +213,7 @@ def _judge_expiring(run: CaseRun, s: TaskStatus) -> tuple[bool, str] | None:
     return run.warning_seen, f"succeeded, then expired {warned}"
 
 
-def _judge_queued(run: CaseRun, s: TaskStatus) -> tuple[bool, str] | None:
+def _judge_queued(run: CaseRun, s: TaskStatus) -> Verdict:
     if s.phase is Phase.QUEUED:
         return True, "queued, nobody consumes its queue"
     if s.phase is Phase.UNKNOWN:
@@ -210,27 +221,21 @@ def _judge_queued(run: CaseRun, s: TaskStatus) -> tuple[bool, str] | None:
     return False, f"{s.phase.value}, expected queued"
 
 
-def _judge_revoked(run: CaseRun, s: TaskStatus) -> tuple[bool, str] | None:
-    if not s.phase.finished:
-        return None
-    if s.phase is not Phase.REVOKED:
-        return False, f"ended {s.phase.value}, expected revoked"
+@_once_ended(Phase.REVOKED)
+def _judge_revoked(run: CaseRun, s: TaskStatus) -> Verdict:
     why = s.error.message if s.error else ""
     return True, f"revoked{f' ({why})' if why else ''}"
 
 
-def _judge_html(run: CaseRun, s: TaskStatus) -> tuple[bool, str] | None:
-    if not s.phase.finished:
-        return None
-    if s.phase is not Phase.SUCCEEDED:
-        return False, f"ended {s.phase.value}, expected succeeded"
+@_once_ended(Phase.SUCCEEDED)
+def _judge_html(run: CaseRun, s: TaskStatus) -> Verdict:
     result = s.result if isinstance(s.result, dict) else {}
     if result.get("comment") != HTML_MARKER:
         return False, "succeeded, but the HTML text did not come back unchanged"
     return True, "HTML-like text kept as text"
 
 
-_JUDGES: dict[str, Callable[[CaseRun, TaskStatus], tuple[bool, str] | None]] = {
+_JUDGES: dict[str, Judge] = {
     "progress": _judge_progress,
     "failure": _judge_failure,
     "placeholders": _judge_placeholders,
