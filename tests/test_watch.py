@@ -154,31 +154,77 @@ def test_backoff_grows_to_the_cap_with_jitter():
     assert backoff.next() <= 0.24
 
 
-def test_a_healthy_wait_issues_no_redis_commands_between_setup_and_deadline(app, redis_client):
+@pytest.fixture
+def quiet_app():
+    """An installed app on a redis-server of its own, with no worker and no other client.
+
+    Counting commands on the shared test Redis also counts whatever else talks to it (a
+    record write landing late, a previous test's worker going away): this server hears only
+    the test's own process, so the count is the same on every run.
+    """
+    from celery import Celery
+
+    from celery_ext.writer import flush_all
+    from tests.harness import RedisServer
+
+    server = RedisServer()
+    server.start()
+    quiet = Celery("quiet", broker=server.url, backend=server.url)
+    quiet.conf.update(result_expires=3600, broker_connection_retry_on_startup=True)
+    celery_ext.install(quiet)
+    previous = proj.app
+    quiet.set_current()
+    try:
+        yield quiet, server
+    finally:
+        flush_all()
+        previous.set_current()
+        quiet.close()
+        server.close()
+
+
+def _command_calls(client) -> dict[str, int]:
+    """Calls per command since the server started, leaving out INFO (this probe itself).
+    Commands a Lua script runs are counted under their own names too."""
+    stats = client.info("commandstats")
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items() if k != "cmdstat_info"}
+
+
+def _calls_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+
+
+def test_a_healthy_wait_issues_no_redis_commands_between_setup_and_deadline(quiet_app):
     """Push, not poll: after SUBSCRIBE + one read, nothing until the safety interval."""
-    task_id = _queued(app)
-    celery_ext.wait(app, [task_id], timeout=0)  # warm up the describe script
+    from celery_ext.writer import flush_all
 
-    def total_calls() -> int:
-        stats = redis_client.info("commandstats")
-        return sum(v["calls"] for k, v in stats.items() if not k.startswith(("cmdstat_info", "cmdstat_config")))
+    app, server = quiet_app
+    task_id = app.send_task("tests.proj.add", (1, 2), queue=proj.NOBODY_QUEUE).id
+    flush_all()  # the producer's "sent" record is written by a background thread
+    celery_ext.wait(app, [task_id], timeout=0)  # warm up: the describe script is loaded
 
-    updates = []
-    calls_at_first_update = []
-    before = total_calls()
+    with server.client() as probe:
+        before = _command_calls(probe)
+        at_first_update: list[dict[str, int]] = []
+        updates = []
 
-    def on_update(status):
-        updates.append(status)
-        calls_at_first_update.append(total_calls())
+        def on_update(status):
+            updates.append(status)
+            at_first_update.append(_command_calls(probe))
 
-    celery_ext.wait(app, [task_id], timeout=1.5, on_update=on_update)
-    after = total_calls()
-    assert len(updates) == 1  # nothing changed
-    setup = calls_at_first_update[0] - before
-    # SUBSCRIBE, a connection handshake, and the read of the task (EVALSHA, SCRIPT EXISTS).
-    assert setup <= 8, setup
-    # Zero commands while waiting (INFO, our own probe, is left out of the count).
-    assert after - calls_at_first_update[0] == 0, after - calls_at_first_update[0]
+        celery_ext.wait(app, [task_id], timeout=1.5, on_update=on_update)
+        after = _command_calls(probe)
+
+    assert len(updates) == 1 and updates[0].phase is Phase.QUEUED  # nothing changed
+    setup = _calls_since(before, at_first_update[0])
+    # The subscriber's new connection (its handshake), SUBSCRIBE, then one read of the task:
+    # one EVALSHA and what the read script runs inside Redis (no GET: nothing is stored yet).
+    read = {"evalsha": 1, "strlen": 1, "pttl": 1, "hgetall": 1}
+    assert {k: setup.pop(k, 0) for k in [*read, "subscribe"]} == {**read, "subscribe": 1}, setup
+    assert set(setup) <= {"client|setinfo", "client|setname", "select", "hello", "ping"}, setup
+    # Zero commands while waiting; only the UNSUBSCRIBE when the deadline ends the wait.
+    waiting = _calls_since(at_first_update[0], after)
+    assert set(waiting) <= {"unsubscribe"}, waiting
 
 
 def test_redis_down_until_the_deadline_raises_backend_lost(app, redis_server):
