@@ -20,7 +20,7 @@ from celery.app import app_or_default
 
 from celery_ext.settings import DEFAULTS, get_settings, result_expires_seconds
 
-__all__ = ["install", "FileIntelStep", "is_installed"]
+__all__ = ["install", "FileIntelStep", "is_installed", "keep_last_progress", "bounded_traceback"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,20 +64,28 @@ def is_installed(app: Celery) -> bool:
 
 
 class FileIntelStep(bootsteps.StartStopStep):
-    """Owns the record writer of the worker's main process: starts it, flushes it on stop."""
+    """Owns the record writer and the liveness beat of the worker's main process."""
 
     label = "fileintel"
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
+        from celery_ext.liveness import new_incarnation
+
         super().__init__(parent, **kwargs)
+        # Before any step starts, so pool children (forked or spawned later) inherit it.
+        self.incarnation = new_incarnation()
+        self.heartbeat: Any = None
 
     def start(self, parent: Any) -> None:
+        from celery_ext.liveness import Heartbeat
         from celery_ext.records import store_for
         from celery_ext.writer import writer_for
 
         store = store_for(parent.app)
         if store.enabled:
             writer_for(parent.app)
+            self.heartbeat = Heartbeat(parent.app, self.incarnation)
+            self.heartbeat.start()
             logger.info("fileintel: task records go to %s", store.display_url)
         else:
             logger.warning(
@@ -88,6 +96,8 @@ class FileIntelStep(bootsteps.StartStopStep):
     def stop(self, parent: Any) -> None:
         from celery_ext.writer import flush_all
 
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         flush_all(timeout=5.0)
 
     terminate = stop
@@ -106,6 +116,7 @@ def _queue_write(
     state: str | None,
     fields: dict[str, Any],
     measure_result: bool = False,
+    live: dict[str, str] | None = None,
 ) -> None:
     """Hand a record write to the writer; swallow everything (a record must never break a task)."""
     if app is None or task_id is None or not is_installed(app):
@@ -117,7 +128,7 @@ def _queue_write(
         if not store_for(app).enabled:
             return
         clean = {k: _text(v) for k, v in fields.items() if v is not None}
-        writer_for(app).put(RecordWrite(task_id, state, clean, measure_result, _now()))
+        writer_for(app).put(RecordWrite(task_id, state, clean, measure_result, _now(), live))
     except Exception:  # pragma: no cover - defensive
         logger.exception("fileintel: could not queue a record write for task %s", task_id)
 
@@ -139,6 +150,31 @@ def _runtime(task_id: str) -> float | None:
     with _started_lock:
         started = _started.pop(task_id, None)
     return round(time.perf_counter() - started, 6) if started is not None else None
+
+
+def keep_last_progress(task: Any, meta: dict[str, Any]) -> None:
+    """``report_progress``: the record keeps the last progress, which the stored meta loses
+    when the task is revoked or its worker dies."""
+    import json
+
+    task_id = getattr(getattr(task, "request", None), "id", None)
+    try:
+        text = json.dumps(meta)
+    except (TypeError, ValueError):
+        return
+    _queue_write(_task_app(task), task_id, None, {}, live={"progress": text})
+
+
+def bounded_traceback(text: str | None, limit: int) -> str | None:
+    """The head and the tail of a traceback, at most ``limit`` characters and a marker:
+    where it started and where it failed are what a reader needs."""
+    if not text:
+        return None
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    cut = len(text) - 2 * half
+    return f"{text[:half]}\n... [{cut} characters cut] ...\n{text[-half:]}"
 
 
 def _error_fields(exc: BaseException | None) -> dict[str, Any]:
@@ -206,11 +242,14 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
     with _started_lock:
         _started[task_id] = time.perf_counter()
     request = task.request
+    from celery_ext.liveness import current_incarnation
+
     fields = {
         "started_at": _now(),
         "name": task.name,
         "worker": getattr(request, "hostname", None),
         "retries": getattr(request, "retries", 0),
+        "incarnation": current_incarnation(),
     }
     _queue_write(_task_app(task), task_id, states.STARTED, fields)
 
@@ -241,17 +280,23 @@ def _on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
 
 @signals.task_failure.connect(weak=False, dispatch_uid="fileintel.task_failure")
 def _on_failure(
-    sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, **_: Any
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    einfo: Any = None,
+    **_: Any,
 ) -> None:
     """Runs in the pool child, or in the main process for WorkerLostError / hard time limits
     (and then possibly twice: the record script keeps the first)."""
     task = sender
     app = _task_app(task)
+    limit = int(app.conf.get("fileintel_traceback_max") or DEFAULTS["fileintel_traceback_max"]) if app else 0
     fields: dict[str, Any] = {
         "completed_at": _now(),
         "runtime_s": _runtime(task_id) if task_id else None,
         "name": getattr(task, "name", None),
         "result_expires_s": result_expires_seconds(app) if app else None,
+        "error_traceback": bounded_traceback(getattr(einfo, "traceback", None), limit),
         **_error_fields(exception),
     }
     _queue_write(app, task_id, states.FAILURE, fields, measure_result=True)

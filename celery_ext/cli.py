@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -50,9 +50,10 @@ class ExitCode(enum.IntEnum):
 #: The exit-code table (also printed by ``--help`` and in docs/cli.md).
 EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
     (ExitCode.OK, "succeeded (wait with several ids: all succeeded)"),
-    (ExitCode.FAILED, "the task failed or was revoked (error type and message on stderr)"),
+    (ExitCode.FAILED, "the task failed, was revoked, or was lost with its worker (why, on stderr)"),
     (ExitCode.USAGE, "usage error (bad option, malformed task id)"),
-    (ExitCode.EXPIRED, "the task finished but its result has expired or was evicted"),
+    (ExitCode.EXPIRED, "the task succeeded, but its result expired, was evicted, was never stored "
+     "or cannot be decoded here"),
     (ExitCode.UNKNOWN, "unknown task id (never seen, or its record has expired too)"),
     (ExitCode.TOO_LARGE, "result too large to print; use --output FILE"),
     (ExitCode.UNAVAILABLE, "Redis / result backend unreachable"),
@@ -256,7 +257,7 @@ def result(
             # Exits at once even with --wait: use `wait` for ids from producers without install().
             out.unknown(task)
             ctx.exit(ExitCode.UNKNOWN)
-        if wait_ and not task.phase.finished:
+        if wait_ and not task.phase.settled:
             seconds = _resolve_timeout(timeout, out.settings)
             from celery_ext.watch import wait
 
@@ -323,9 +324,9 @@ def wait(
                 out.json(task.to_dict(), pretty=False)
             else:
                 out.stdout(_one_line(task))
-            task_code = _wait_code(task)
+            task_code = WAIT_EXIT[task.outcome]
             if task_code is not ExitCode.OK:
-                out.explain(task, task_code, timeout=seconds, waited=True)
+                out.explain(task, timeout=seconds, waited=True)
                 if code is ExitCode.OK:
                     code = task_code
     ctx.exit(code)
@@ -335,16 +336,33 @@ def wait(
 # exit codes
 
 
-def _wait_code(task: TaskStatus) -> ExitCode:
-    from celery_ext.status import Phase
+# The tables are keyed by ``Outcome`` values (plain strings, so importing this module stays
+# light; ``Outcome`` is a str enum, so ``RESULT_EXIT[task.outcome]`` works).
 
-    if task.phase is Phase.SUCCEEDED:
-        return ExitCode.OK
-    if task.phase in (Phase.FAILED, Phase.REVOKED):
-        return ExitCode.FAILED
-    if task.phase is Phase.UNKNOWN:
-        return ExitCode.UNKNOWN
-    return ExitCode.TIMEOUT
+#: ``result``: what each outcome exits with (docs/cli.md has the same table).
+RESULT_EXIT: Mapping[str, ExitCode] = {
+    "ok": ExitCode.OK,
+    "failed": ExitCode.FAILED,
+    "revoked": ExitCode.FAILED,
+    "lost": ExitCode.FAILED,
+    "expired": ExitCode.EXPIRED,
+    "evicted": ExitCode.EXPIRED,
+    "no_result": ExitCode.EXPIRED,
+    "not_readable": ExitCode.EXPIRED,
+    "unknown": ExitCode.UNKNOWN,
+    "too_large": ExitCode.TOO_LARGE,
+    "not_ready": ExitCode.TIMEOUT,
+}
+
+#: ``wait``: whether the task ended well, whatever became of its result.
+WAIT_EXIT: Mapping[str, ExitCode] = {
+    **{outcome: ExitCode.OK for outcome in ("ok", "expired", "evicted", "no_result", "not_readable", "too_large")},
+    "failed": ExitCode.FAILED,
+    "revoked": ExitCode.FAILED,
+    "lost": ExitCode.FAILED,
+    "unknown": ExitCode.UNKNOWN,
+    "not_ready": ExitCode.TIMEOUT,
+}
 
 
 def _report_result(
@@ -357,39 +375,32 @@ def _report_result(
     timeout: float | None,
 ) -> ExitCode:
     """Deliver a task's result (stdout or --output) and return the exit code."""
-    from celery_ext.status import Phase, ResultReason
+    from celery_ext.status import Outcome
 
-    if not task.phase.finished or task.phase is not Phase.SUCCEEDED:
-        code = _wait_code(task)
-        out.explain(task, code, timeout=_resolve_timeout(timeout, out.settings) if waited else 0, waited=waited)
-        return code
-    info = task.result_info
-    if task.expired or not (task.result_available or info.inline):
-        # Expired, evicted, or never stored (ignore_result): explain() says which.
-        out.explain(task, ExitCode.EXPIRED, timeout=None, waited=waited)
-        return ExitCode.EXPIRED
-    if output is not None:
+    outcome = task.outcome
+    if output is not None and outcome in (Outcome.OK, Outcome.TOO_LARGE):
         code = _stream_to(out, task, output)
         if code is ExitCode.OK:
             out.placeholders_warning(task)
             out.expiry_warning(task)
         return code
-    if not info.inline:
-        if info.reason is ResultReason.TOO_LARGE:
-            limit = _size(out.settings.max_result_bytes)
-            out.error(
-                f"the result of task {out.esc(task.task_id)} is {_size(info.bytes)}, more than "
-                f"fileintel_max_result_bytes ({limit}); it is not printed on the terminal. "
-                f"Use [bold]--output FILE[/] to stream it to a file (or '--output -' for stdout)."
-            )
-            return ExitCode.TOO_LARGE
-        out.explain(task, ExitCode.EXPIRED, timeout=None, waited=waited)
-        return ExitCode.EXPIRED
-    if print_value:
-        out.json(task.result)
-    out.placeholders_warning(task)
-    out.expiry_warning(task)
-    return ExitCode.OK
+    code = RESULT_EXIT[outcome]
+    if outcome is Outcome.TOO_LARGE:
+        limit = _size(out.settings.max_result_bytes)
+        out.error(
+            f"the result of task {out.esc(task.task_id)} is {_size(task.result_info.bytes)}, more than "
+            f"fileintel_max_result_bytes ({limit}); it is not printed on the terminal. "
+            f"Use [bold]--output FILE[/] to stream it to a file (or '--output -' for stdout)."
+        )
+    elif code is not ExitCode.OK:
+        out.explain(task, timeout=_resolve_timeout(timeout, out.settings) if waited else 0, waited=waited)
+        return code
+    if outcome is Outcome.OK:
+        if print_value:
+            out.json(task.result)
+        out.placeholders_warning(task)
+        out.expiry_warning(task)
+    return code
 
 
 def _stream_to(out: _Output, task: TaskStatus, output: str) -> ExitCode:
@@ -432,16 +443,15 @@ def _stream_to(out: _Output, task: TaskStatus, output: str) -> ExitCode:
 
 def _unavailable_result(out: _Output, exc: ResultUnavailable) -> ExitCode:
     """The download found no result: gone since describe (expired, evicted) or unstreamable."""
-    from celery_ext.status import Phase
+    from celery_ext.status import Outcome
 
     task = exc.status
-    if task.phase is Phase.SUCCEEDED and task.result_available:
+    if task.outcome in (Outcome.OK, Outcome.TOO_LARGE):
         # Stored, but not in a form that can be streamed (another serializer, compression).
         out.error(out.esc(exc))
         return ExitCode.TOO_LARGE
-    code = ExitCode.EXPIRED if task.phase is Phase.SUCCEEDED else _wait_code(task)
-    out.explain(task, code, timeout=None, waited=False)
-    return code
+    out.explain(task, timeout=None, waited=False)
+    return RESULT_EXIT[task.outcome]
 
 
 def _resolve_timeout(timeout: float | None, settings: FileIntelSettings) -> float | None:
@@ -592,19 +602,17 @@ class _Output:
         for note in task.notes:
             self.console.print(f"  note: {self.esc(note)}")
 
-    def explain(self, task: TaskStatus, code: ExitCode, *, timeout: float | None, waited: bool) -> None:
-        """Say on stderr why ``task`` gets ``code``."""
-        tid = self.esc(task.task_id)
-        if code is ExitCode.UNKNOWN:
+    def explain(self, task: TaskStatus, *, timeout: float | None, waited: bool) -> None:
+        """Say on stderr why ``task`` has no result to give: its outcome's sentence."""
+        from celery_ext.status import Outcome
+
+        from celery_ext.verdict import sentence
+
+        outcome = task.outcome
+        if outcome is Outcome.UNKNOWN:
             self.unknown(task, waited_s=timeout if waited else None)
-        elif code is ExitCode.FAILED:
-            what = "was revoked" if task.phase.value == "revoked" else "failed"
-            error = task.error
-            detail = f": {self.esc(error.type)}: {self.esc(error.message)}" if error else ""
-            self.error(f"task {tid} {what}{detail}")
-            if task.completed_at is not None:
-                self.console.print(f"  at {_when(task.completed_at)}")
-        elif code is ExitCode.TIMEOUT:
+        elif outcome is Outcome.NOT_READY:
+            tid = self.esc(task.task_id)
             state = self.esc(_phase_text(task))
             last = f"; last progress: {self.esc(_progress_text(task.progress))}" if task.progress else ""
             if waited and timeout is not None:
@@ -614,24 +622,12 @@ class _Output:
                     f"task {tid} is not ready: it is {state}{last}. "
                     "Use --wait (and --timeout) to wait for it."
                 )
-        elif code is ExitCode.EXPIRED:
-            self.expired(task)
-
-    def expired(self, task: TaskStatus) -> None:
-        from celery_ext.status import ResultReason
-
-        tid = self.esc(task.task_id)
-        completed = f" at {_when(task.completed_at)}" if task.completed_at else ""
-        if task.result_info.reason is ResultReason.IGNORED:
-            self.error(
-                f"task {tid} succeeded{completed}, but stored no result (ignore_result is set "
-                "for it, or the result was not saved)."
-            )
-            return
-        self.error(
-            f"task {tid} succeeded{completed}, but {_gone_text(task)} ({self.expires_setting()}). "
-            "Run the task again, or raise result_expires if results must live longer."
-        )
+        else:
+            self.error(self.esc(sentence(task)))
+            if outcome in (Outcome.EXPIRED, Outcome.EVICTED):
+                self.console.print(f"  {self.expires_setting()}")
+            if outcome in (Outcome.FAILED, Outcome.LOST, Outcome.NOT_READABLE):
+                self.notes(task)
 
     def expires_setting(self) -> str:
         from celery_ext.settings import result_expires_seconds
@@ -641,13 +637,13 @@ class _Output:
 
     def expiry_warning(self, task: TaskStatus) -> None:
         """Warn when a stored result goes away within fileintel_expiry_warning."""
+        from celery_ext.status import Outcome
+
         if task.expired:
-            if task.phase.finished:
-                completed = f"completed at {_when(task.completed_at)}" if task.completed_at else "completed"
-                self.warning(
-                    f"task {self.esc(task.task_id)} {completed}, but {_gone_text(task)} "
-                    f"({self.expires_setting()})."
-                )
+            if task.outcome in (Outcome.EXPIRED, Outcome.EVICTED):
+                from celery_ext.verdict import sentence
+
+                self.warning(f"{self.esc(sentence(task))} ({self.expires_setting()})")
             return
         if not task.result_available or task.expires_in_s is None:
             return
@@ -731,6 +727,7 @@ class _BarReporter:
             Phase.SUCCEEDED: "green",
             Phase.FAILED: "red",
             Phase.REVOKED: "red",
+            Phase.LOST: "red",
             Phase.UNKNOWN: "yellow",
         }.get(task.phase, "")
         message = progress.message if progress is not None and progress.message else ""
@@ -746,7 +743,7 @@ class _BarReporter:
             if completed is not None:
                 kwargs["completed"] = completed
             self.progress.update(row, **kwargs)
-        if task.phase.finished:
+        if task.phase.settled:
             self.progress.stop_task(row)
 
 
@@ -786,10 +783,13 @@ def _summary(task: TaskStatus, app: Celery | None = None) -> str:
     rows.append(("result", _result_text(task)))
     if task.error is not None:
         rows.append(("error", f"{task.error.type}: {task.error.message}"))
+        if task.error.traceback:
+            rows.append(("traceback", task.error.traceback.rstrip()))
     for note in task.notes:
         rows.append(("note", note))
     width = max(len(label) for label, _ in rows)
-    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+    indent = "\n" + " " * (width + 2)  # a multi-line value (the traceback) stays in its column
+    return "\n".join(f"{label:<{width}}  {value.replace(chr(10), indent)}" for label, value in rows)
 
 
 def _one_line(task: TaskStatus) -> str:
@@ -852,40 +852,44 @@ def _progress_text(progress: Progress | None) -> str:
 
 
 def _result_text(task: TaskStatus) -> str:
-    from celery_ext.status import ResultReason
+    from celery_ext.status import Outcome
 
     info = task.result_info
     size = f", {_size(info.bytes)}" if info.bytes is not None else ""
-    if task.expired:
-        text = _gone_text(task)
-        return "expired" + text.split("expired", 1)[1] if "expired at" in text else "gone (" + text.split(": ", 1)[-1] + ")"
-    if task.result_available:
+    outcome = task.outcome
+    if outcome is Outcome.EXPIRED:
+        return f"expired at {_when(task.result_expires_at)}{size}"
+    if outcome is Outcome.EVICTED:
+        return f"gone before its expiry (deleted or evicted){size}"
+    if task.result_available and outcome in (Outcome.OK, Outcome.TOO_LARGE):
         expiry = ""
         if task.result_expires_at is not None:
             expiry = f", expires {_when(task.result_expires_at, relative=True)}"
         elif task.phase.finished:
             expiry = ", never expires"
         extra = ""
-        if info.reason is ResultReason.TOO_LARGE:
+        if outcome is Outcome.TOO_LARGE:
             extra = " (too large to show; use `result --output FILE`)"
         elif info.placeholders:
             extra = f" ({len(info.placeholders)} placeholder(s))"
         return f"available{size}{expiry}{extra}"
-    reason = info.reason.value.replace("_", " ") if info.reason else "none"
-    return reason
+    return _OUTCOME_TEXT[outcome] + size
 
 
-def _gone_text(task: TaskStatus) -> str:
-    """``its result expired at ...`` or, when that time is still ahead, that it was removed."""
-    from datetime import datetime, timezone
-
-    at = task.result_expires_at
-    if at is None:
-        return "its result is no longer stored (evicted, or deleted)"
-    moment = at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
-    if moment > datetime.now(timezone.utc):
-        return f"its result is no longer stored: evicted or deleted before its expiry at {_when(at)}"
-    return f"its result expired at {_when(at)}"
+#: How the ``result`` line of ``status`` names an outcome without a result to show.
+_OUTCOME_TEXT: Mapping[str, str] = {
+    "ok": "available",
+    "not_ready": "not ready",
+    "unknown": "unknown",
+    "failed": "none (the task failed)",
+    "revoked": "none (the task was revoked)",
+    "lost": "none (its worker died while it ran)",
+    "expired": "expired",
+    "evicted": "gone before its expiry (deleted or evicted)",
+    "no_result": "none stored (ignore_result, or a backend that keeps none for other clients)",
+    "not_readable": "stored, but not readable by this app",
+    "too_large": "too large to show",
+}
 
 
 def _num(value: float) -> str:

@@ -15,9 +15,9 @@ from typing import Any
 
 from celery import Celery
 
-from celery_ext.lookup import backend_errors, describe, unavailable
+from celery_ext.lookup import describe
+from celery_ext.records import backend_errors, store_for, unavailable
 from celery_ext.errors import FileIntelError
-from celery_ext.records import store_for
 from celery_ext.status import Phase, TaskStatus
 
 __all__ = ["ResultUnavailable", "stream_result", "CHUNK_SIZE"]

@@ -52,7 +52,11 @@ def report_progress(
     Call it from inside a bound task (``@app.task(bind=True)``) as
     ``report_progress(self, 3, 10, "resizing images")``.
     """
-    task.update_state(state=PROGRESS_STATE, meta=progress_meta(current, total, message))
+    from celery_ext.bootstep import keep_last_progress
+
+    meta = progress_meta(current, total, message)
+    task.update_state(state=PROGRESS_STATE, meta=meta)
+    keep_last_progress(task, meta)
 
 
 def normalize_progress(meta: Any, message_max: int = MESSAGE_MAX) -> Progress:

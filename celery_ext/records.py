@@ -13,6 +13,7 @@ so ``result_backend_transport_options={"global_keyprefix": ...}`` carries over::
     <prefix>fileintel-record-<id>     our record (hash)
     <prefix>fileintel-active          ids of started, unfinished tasks (sorted set, by start time)
     <prefix>fileintel-finished        ids of the last finished tasks (sorted set, by end time)
+    <prefix>fileintel-worker-<inc>    a worker incarnation's last liveness beat (Redis time)
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from __future__ import annotations
 import enum
 import threading
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery, states
 
+from celery_ext.errors import BackendUnavailable
 from celery_ext.ids import validate_task_id
 from celery_ext.settings import effective_record_ttl, get_settings
 
@@ -43,6 +46,10 @@ __all__ = [
     "task_id_from_channel",
     "redis_client",
     "recent_task_ids",
+    "apply_write",
+    "record_fields",
+    "backend_errors",
+    "unavailable",
     "WRITE_SCRIPT",
     "SENT",
 ]
@@ -53,6 +60,7 @@ _CELERY_META_PREFIX = b"celery-task-meta-"
 _RECORD = b"fileintel-record-"
 _ACTIVE = b"fileintel-active"
 _FINISHED = b"fileintel-finished"
+_WORKER = b"fileintel-worker-"
 #: How many finished ids the "finished" index keeps (the board's "recently finished").
 FINISHED_INDEX_SIZE = 1000
 
@@ -80,9 +88,10 @@ class Rank(enum.IntEnum):
 # ARGV: ttl, state ('' for none), rank, now (epoch seconds), task id, measure ('1': read the
 #       stored result's size and TTL), finished-index size ('0': do not trim the indexes, the
 #       writer asks once per batch), the fields as one JSON object of strings (one argument
-#       is much cheaper for redis-py to pack than a pair per field).
+#       is much cheaper for redis-py to pack than a pair per field), the live fields (JSON).
 # A write that does not move the state up (a late or duplicate signal) only fills fields that
-# are still missing, so a terminal record is never downgraded. One script = one atomic step;
+# are still missing, so a terminal record is never downgraded. Live fields (the last
+# progress) overwrite while the record is not terminal. One script = one atomic step;
 # the common terminal write runs 7 commands (HGET, STRLEN, PTTL, TIME, HSET, ZADD, EXPIRE).
 WRITE_SCRIPT = """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
@@ -122,6 +131,11 @@ else
     redis.call('HSETNX', KEYS[1], k, v)
   end
 end
+if cur < 3 then
+  for k, v in pairs(cjson.decode(ARGV[9])) do
+    redis.call('HSET', KEYS[1], k, v)
+  end
+end
 if trim > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[1]))
   redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -trim - 1)
@@ -155,19 +169,24 @@ class TaskRecord:
     error_message: str | None = None
     ignore_result: bool = False
     placeholders: str | None = None  # JSON list written by FileIntelTask
+    error_traceback: str | None = None  # head and tail, at most fileintel_traceback_max
+    progress: str | None = None  # the last report_progress() (JSON), kept past a revoke
+    incarnation: str | None = None  # the worker incarnation that started it (liveness key)
 
     @property
     def terminal(self) -> bool:
         return self.state is not None and Rank.of(self.state) is Rank.TERMINAL
 
     @classmethod
-    def from_redis(cls, raw: dict[bytes, bytes] | list[bytes] | None) -> TaskRecord | None:
+    def from_redis(cls, raw: Mapping[Any, Any] | list[Any] | None) -> TaskRecord | None:
         """Parse HGETALL output (a dict, or the flat list a Lua script returns)."""
-        if not raw:
+        return cls.from_fields(record_fields(raw))
+
+    @classmethod
+    def from_fields(cls, data: dict[str, str]) -> TaskRecord | None:
+        """Parse the record's fields as text."""
+        if not data:
             return None
-        if isinstance(raw, list):
-            raw = dict(zip(raw[0::2], raw[1::2]))
-        data = {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
         expires = data.get("result_expires_ts")
         return cls(
             state=data.get("state"),
@@ -189,7 +208,41 @@ class TaskRecord:
             error_message=data.get("error_message"),
             ignore_result=data.get("ignore_result") == "1",
             placeholders=data.get("placeholders"),
+            error_traceback=data.get("error_traceback"),
+            progress=data.get("progress"),
+            incarnation=data.get("incarnation"),
         )
+
+
+def record_fields(raw: Mapping[Any, Any] | list[Any] | None) -> dict[str, str]:
+    """A record's fields as text, from HGETALL output (a dict, or a Lua script's flat list).
+    Bytes that are not UTF-8 are replaced, never raised on."""
+    if not raw:
+        return {}
+    pairs = zip(raw[0::2], raw[1::2]) if isinstance(raw, list) else raw.items()
+    return {_text(k): _text(v) for k, v in pairs}
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def apply_write(
+    fields: dict[str, str], state: str | None, new: dict[str, str], live: dict[str, str] | None = None
+) -> dict[str, str]:
+    """A record's fields after one write, by the write script's rule: a write that moves the
+    state up (and not out of a terminal state) sets its fields, any other only fills the
+    missing ones; ``live`` fields overwrite while the record is not terminal. (The writer
+    folds batches with it; readers overlay pending writes with it.)"""
+    current = fields.get("state")
+    current_rank = Rank.of(current) if current else -1
+    if state and current_rank < Rank.TERMINAL and Rank.of(state) >= current_rank:
+        result = {**fields, **new, "state": state}
+    else:
+        result = {**new, **fields}
+    if live and current_rank < Rank.TERMINAL:
+        result.update(live)
+    return result
 
 
 def _time(value: str | None) -> datetime | None:
@@ -270,6 +323,13 @@ class RecordStore:
     @property
     def finished_key(self) -> bytes:
         return self.prefix + _FINISHED
+
+    @property
+    def worker_key_prefix(self) -> bytes:
+        return self.prefix + _WORKER
+
+    def worker_key(self, incarnation: str) -> bytes:
+        return self.worker_key_prefix + incarnation.encode()
 
     def keys_for_write(self, task_id: str) -> list[bytes]:
         return [self.record_key(task_id), self.meta_key(task_id), self.active_key, self.finished_key]
@@ -380,10 +440,22 @@ def recent_task_ids(app: Celery, kind: str, limit: int = 100) -> list[str]:
     if not store.enabled:
         return []
     key = {"active": store.active_key, "finished": store.finished_key}[kind]
-    from celery_ext.lookup import backend_errors, unavailable
-
     try:
         ids = store.client().zrevrange(key, 0, max(0, limit - 1))
     except backend_errors() as exc:
         raise unavailable(store, exc) from exc
     return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+
+def backend_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "Redis / the backend did not answer"."""
+    import redis.exceptions
+
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def unavailable(store: RecordStore, exc: BaseException) -> BackendUnavailable:
+    """The error readers raise when ``exc`` (one of ``backend_errors()``) hit ``store``."""
+    text = str(exc) or type(exc).__name__
+    reason = text.splitlines()[0][:200].rstrip(".")
+    return BackendUnavailable(store.url or str(store.app.conf.result_backend or ""), reason)

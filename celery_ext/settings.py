@@ -52,6 +52,12 @@ class FileIntelSettings:
     record_write_timeout: float = 0.5
     #: Longest progress message kept; longer ones are cut and the cut is listed in ``issues``.
     progress_message_max: int = 500
+    #: A running task reads ``lost`` once the worker running it has given no sign of life
+    #: (a liveness beat from a thread of its own, every ``lost_after / 6`` s) for this long.
+    lost_after: float = 60.0
+    #: How much of a failure's traceback its record keeps (head and tail, in characters),
+    #: so it can be read after the result has expired.
+    traceback_max: int = 4096
 
 
 DEFAULTS: dict[str, Any] = {
@@ -80,8 +86,19 @@ def _validate(settings: FileIntelSettings) -> None:
         raise ValueError(
             f"fileintel_result_size_policy must be 'store' or 'fail', not {settings.result_size_policy!r}"
         )
-    if settings.max_result_bytes <= 0:
-        raise ValueError("fileintel_max_result_bytes must be a positive number of bytes")
+    positive = {
+        "max_result_bytes": "a number of bytes",
+        "record_ttl": "a number of seconds",
+        "wait_timeout": "a number of seconds",
+        "record_write_timeout": "a number of seconds",
+        "progress_message_max": "a number of characters",
+        "lost_after": "a number of seconds",
+        "traceback_max": "a number of characters",
+    }
+    for name, unit in positive.items():
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"fileintel_{name} must be a positive {unit}, not {value!r}")
 
 
 def result_expires_seconds(app: Celery) -> int | None:

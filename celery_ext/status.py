@@ -1,8 +1,10 @@
 """TaskStatus: the one task-status document (schema ``fileintel.task-status/1``).
 
 The CLI's ``--json`` and the Flower API print ``TaskStatus.to_dict()`` verbatim. Field names
-live here and nowhere else. ``classify()`` turns what the backend and our record say into a
-phase; ``describe.py`` gathers those facts.
+live here and nowhere else. ``classify()`` turns a raw Celery state into a phase; the
+``Outcome`` says what a reader asking for the result gets. ``classify.py`` builds a
+TaskStatus from the facts ``lookup.py`` gathers; every edge (CLI exit codes, HTTP statuses,
+sentences, metrics) only maps ``TaskStatus.outcome`` through a table of its own.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from celery import states
 __all__ = [
     "SCHEMA",
     "Phase",
-    "ResultReason",
+    "Outcome",
     "Placeholder",
     "ResultInfo",
     "TaskError",
@@ -37,21 +39,39 @@ class Phase(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REVOKED = "revoked"
+    #: It was running on a worker that is gone (no liveness beat for ``fileintel_lost_after``).
+    LOST = "lost"
 
     @property
     def finished(self) -> bool:
+        """Celery's "ready": it ended, and the backend says how."""
         return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.REVOKED)
 
+    @property
+    def settled(self) -> bool:
+        """Nothing more will happen without outside help: finished, or lost with its worker
+        (a broker that redelivers it, ``acks_late``, makes it queued or running again)."""
+        return self.finished or self is Phase.LOST
 
-class ResultReason(str, enum.Enum):
-    """Why ``result`` is null."""
 
-    NOT_READY = "not_ready"
+class Outcome(str, enum.Enum):
+    """What a reader asking for the task's result gets: the one verdict every edge maps.
+
+    ``ok`` means the result is in ``TaskStatus.result``; every other value says why it is
+    null (and is also ``result_info.reason``).
+    """
+
+    OK = "ok"
+    NOT_READY = "not_ready"  # queued, running or retrying
+    UNKNOWN = "unknown"  # no stored result and no task record
     FAILED = "failed"
-    EXPIRED = "expired"
-    TOO_LARGE = "too_large"
-    UNKNOWN = "unknown"
-    IGNORED = "ignored"
+    REVOKED = "revoked"
+    LOST = "lost"  # its worker died while it ran
+    EXPIRED = "expired"  # succeeded; the result outlived result_expires
+    EVICTED = "evicted"  # succeeded; the result is gone ahead of its expiry (DEL, maxmemory)
+    NO_RESULT = "no_result"  # succeeded; nothing is stored (ignore_result, rpc://)
+    NOT_READABLE = "not_readable"  # stored, but this reader cannot decode it
+    TOO_LARGE = "too_large"  # stored, above fileintel_max_result_bytes: download it
 
 
 @dataclass(frozen=True)
@@ -68,7 +88,7 @@ class ResultInfo:
     bytes: int | None = None  # size of the stored payload; None when nothing is stored
     inline: bool = False  # True when TaskStatus.result holds the result
     placeholders: tuple[Placeholder, ...] = ()
-    reason: ResultReason | None = None  # why result is null; None when inline
+    reason: Outcome | None = None  # why result is null (the task's outcome); None when inline
 
 
 @dataclass(frozen=True)
@@ -132,6 +152,8 @@ class TaskStatus:
     queued_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    #: Lost tasks: when the worker that ran it last gave a sign of life.
+    worker_last_seen_at: datetime | None = None
     result_available: bool = False
     expired: bool = False
     result_expires_at: datetime | None = None
@@ -150,12 +172,18 @@ class TaskStatus:
     def successful(self) -> bool:
         return self.phase is Phase.SUCCEEDED
 
+    @property
+    def outcome(self) -> Outcome:
+        """The verdict: ``ok``, or why there is no result (decided once, by ``classify.py``)."""
+        return self.result_info.reason or Outcome.OK
+
     def to_dict(self) -> dict[str, Any]:
         """The ``fileintel.task-status/1`` document: every key present, null where unknown."""
         return {
             "schema": SCHEMA,
             "task_id": self.task_id,
             "phase": self.phase.value,
+            "outcome": self.outcome.value,
             "state": self.state,
             "ready": self.ready,
             "successful": self.successful,
@@ -166,6 +194,7 @@ class TaskStatus:
             "queued_at": _iso(self.queued_at),
             "started_at": _iso(self.started_at),
             "completed_at": _iso(self.completed_at),
+            "worker_last_seen_at": _iso(self.worker_last_seen_at),
             "result_available": self.result_available,
             "expired": self.expired,
             "result_expires_at": _iso(self.result_expires_at),

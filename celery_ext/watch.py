@@ -86,7 +86,7 @@ class WaitResult(dict[str, "TaskStatus"]):
 
     @property
     def unfinished(self) -> tuple[str, ...]:
-        return tuple(task_id for task_id, status in self.items() if not status.phase.finished)
+        return tuple(task_id for task_id, status in self.items() if not status.phase.settled)
 
     @property
     def timed_out(self) -> bool:
@@ -134,8 +134,10 @@ def wait(
     timeout: float | None,
     on_update: UpdateCallback | None = None,
     on_backend_change: BackendCallback | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> WaitResult:
-    """Wait until every task is finished (succeeded, failed, revoked) or ``timeout`` passes.
+    """Wait until every task is settled (succeeded, failed, revoked, or lost with its worker)
+    or ``timeout`` passes.
 
     **Parameters:**
 
@@ -145,6 +147,10 @@ def wait(
       differs from the previous one (phase, state, progress, result, error), in order.
     * **on_backend_change** - called with the ``BackendUnavailable`` error when Redis becomes
       unreachable, and with ``None`` when it answers again.
+    * **clock** - the monotonic clock every deadline is measured on (tests pass a fake one).
+
+    A worker that dies publishes nothing: running tasks are re-read every
+    ``fileintel_lost_after / 2`` seconds, so a lost one ends the wait.
 
     Unknown ids are waited for like queued ones (a producer without ``install()`` may have
     sent them); they are reported with phase ``unknown`` at the deadline.
@@ -154,22 +160,25 @@ def wait(
     subscription and propagates.
     """
     ids = _unique([task_ids] if isinstance(task_ids, str) else list(task_ids))
-    from celery_ext.lookup import describe_many
     from celery_ext.ids import validate_task_id
+    from celery_ext.lookup import describe_many
+    from celery_ext.records import store_for
+    from celery_ext.status import Phase
 
     for task_id in ids:
         validate_task_id(task_id)
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 seconds or None, not {timeout!r}")
 
-    clock = time.monotonic
     started = clock()
     if not ids:
         return WaitResult({}, timeout=timeout, elapsed_s=0.0)
     deadline = None if timeout is None else started + timeout
     # timeout=0 reads once: no subscription to set up and tear down.
     push = timeout != 0 and _supports_push(app)
-    source: _Source = _PushSource(app) if push else _PollSource()
+    source = _make_source(app, push, clock)
+    recheck_running = store_for(app).settings.lost_after / 2
+    last_read = started
 
     statuses: dict[str, TaskStatus] = {}
     fingerprints: dict[str, tuple[Any, ...]] = {}
@@ -216,6 +225,7 @@ def wait(
                     batch = [task_id for task_id in pending if task_id in to_read]
                     to_read.clear()
                     record(describe_many(app, batch) if batch else [])
+                    last_read = clock()
                 if down_since is not None:
                     logger.info("result backend reachable again after %.1f s", clock() - down_since)
                     down_since = None
@@ -236,10 +246,17 @@ def wait(
                 _sleep(delay if left is None else min(delay, left))
                 continue
 
-            pending = [task_id for task_id in pending if not statuses[task_id].phase.finished]
+            pending = [task_id for task_id in pending if not statuses[task_id].phase.settled]
             left = remaining()
             if not pending or (left is not None and left <= 0):
                 break
+            running = [t for t in pending if statuses[t].phase in (Phase.RUNNING, Phase.RETRYING)]
+            if running:
+                until_recheck = last_read + recheck_running - clock()
+                if until_recheck <= 0:
+                    to_read.update(running)
+                    continue
+                left = until_recheck if left is None else min(left, until_recheck)
             try:
                 to_read.update(source.wait(pending, left))
             except BackendUnavailable as exc:
@@ -252,6 +269,10 @@ def wait(
 
 
 # --- sources of "something may have changed" ---------------------------------------------
+
+
+def _make_source(app: Celery, push: bool, clock: Callable[[], float]) -> _Source:
+    return _PushSource(app, clock) if push else _PollSource()
 
 
 class _Source(Protocol):
@@ -297,8 +318,9 @@ class _PollSource:
 class _PushSource:
     """Redis result backends: one pub/sub connection, SUBSCRIBEd to each task's meta channel."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
+        self._clock = clock
         self.connected = False
         self._pubsub: Any = None
         self._client: Any = None
@@ -319,11 +341,11 @@ class _PushSource:
             self._pubsub.subscribe(*self._channels)
             # Only once Redis has confirmed every SUBSCRIBE is a following read race-free.
             confirmed = 0
-            deadline = None if timeout is None else time.monotonic() + max(timeout, 0.05)
+            deadline = None if timeout is None else self._clock() + max(timeout, 0.05)
             limit = CONNECT_TIMEOUT if timeout is None else min(CONNECT_TIMEOUT, max(timeout, 0.05))
-            give_up = time.monotonic() + limit
+            give_up = self._clock() + limit
             while confirmed < len(self._channels):
-                now = time.monotonic()
+                now = self._clock()
                 if now >= give_up or (deadline is not None and now >= deadline):
                     raise TimeoutError("Redis did not confirm the subscription in time")
                 message = self._pubsub.get_message(timeout=give_up - now)
@@ -337,13 +359,13 @@ class _PushSource:
             self.close()
             raise _unavailable(self.app, exc) from exc
         self.connected = True
-        self._next_safety = time.monotonic() + SAFETY_INTERVAL
+        self._next_safety = self._clock() + SAFETY_INTERVAL
 
     def wait(self, task_ids: list[str], timeout: float | None) -> set[str]:
         woke, self._early = self._early, set()
         if woke:
             return woke
-        now = time.monotonic()
+        now = self._clock()
         if now >= self._next_safety:
             self._next_safety = now + SAFETY_INTERVAL
             return set(task_ids)
@@ -357,8 +379,8 @@ class _PushSource:
         except Exception as exc:
             self.close()
             raise _unavailable(self.app, exc) from exc
-        if not woke and time.monotonic() >= self._next_safety:
-            self._next_safety = time.monotonic() + SAFETY_INTERVAL
+        if not woke and self._clock() >= self._next_safety:
+            self._next_safety = self._clock() + SAFETY_INTERVAL
             return set(task_ids)
         return woke
 

@@ -4,6 +4,12 @@ Signal receivers only put a small tuple on a queue (microseconds), so a record w
 slows a task down and never does I/O on the worker's event loop. The thread drains the
 queue into one pipeline per batch, with a short socket timeout. When Redis fails, it logs
 once per interval and drops that batch: a record is a nicety, the task is what matters.
+
+An idle writer writes at once (a task just sent reads ``queued`` from another process
+within a millisecond or two); a busy one lingers ``LINGER`` to fold a short task's
+"started" and "succeeded" into one write. Until a write is done, ``pending()`` hands it to
+readers in the same process, so ``describe()`` right after ``apply_async()`` never says
+``unknown``.
 """
 
 from __future__ import annotations
@@ -21,18 +27,20 @@ from typing import Any
 from celery import Celery
 from redis.exceptions import NoScriptError
 
-from celery_ext.records import FINISHED_INDEX_SIZE, WRITE_SCRIPT, Rank, RecordStore, store_for
+from celery_ext.records import FINISHED_INDEX_SIZE, WRITE_SCRIPT, Rank, RecordStore, apply_write, store_for
 
-__all__ = ["RecordWrite", "RecordWriter", "writer_for", "flush_all"]
+__all__ = ["RecordWrite", "RecordWriter", "writer_for", "pending_write", "flush_all"]
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 QUEUE_SIZE = 20_000
 ERROR_LOG_INTERVAL = 60.0
-#: After the first write of a batch arrives, wait this long for more: a short task's
-#: "started" and "succeeded" then travel as one write (records lag by at most this much).
-LINGER = 0.05
+#: A busy writer (its last batch ended less than BUSY_WINDOW ago) waits this long after the
+#: first write of a batch for more: a short task's "started" and "succeeded" then travel as
+#: one write. Records lag by at most this much plus one round trip.
+LINGER = 0.005
+BUSY_WINDOW = 0.1
 #: How long a process that exits waits for its last record writes.
 EXIT_FLUSH_TIMEOUT = 1.0
 
@@ -44,25 +52,52 @@ class RecordWrite:
     fields: dict[str, str]
     measure_result: bool = False  # read the stored result's size and TTL (terminal writes)
     at: float = 0.0  # epoch seconds of the event
+    #: Fields that overwrite (not only fill) while the record is not terminal: the last progress.
+    live: dict[str, str] | None = None
 
 
 class RecordWriter:
     def __init__(self, app: Celery) -> None:
         self.app = app
         self.pid = os.getpid()
-        self.queue: queue.Queue[RecordWrite | threading.Event] = queue.Queue(QUEUE_SIZE)
+        self.queue: queue.Queue[tuple[int, RecordWrite] | threading.Event] = queue.Queue(QUEUE_SIZE)
         self.dropped = 0
+        #: Writes queued and not yet written, folded per task, with the sequence number of
+        #: the last write folded in (what readers in this process overlay on the record).
+        self._pending: dict[str, tuple[int, RecordWrite]] = {}
+        self._pending_lock = threading.Lock()
+        self._seq = 0
+        self._last_batch_end = 0.0
         self._last_error_log = 0.0
         self._sha: str | None = None
         self._thread = threading.Thread(target=self._run, name="fileintel-records", daemon=True)
         self._thread.start()
 
     def put(self, write: RecordWrite) -> None:
+        with self._pending_lock:
+            self._seq += 1
+            seq = self._seq
+            earlier = self._pending.get(write.task_id)
+            self._pending[write.task_id] = (seq, coalesce([earlier[1], write])[0] if earlier else write)
         try:
-            self.queue.put_nowait(write)
+            self.queue.put_nowait((seq, write))
         except queue.Full:
             self.dropped += 1
+            self._done_up_to(seq, [write])
             self._log_error("the record queue is full (%d writes waiting); dropping writes", QUEUE_SIZE)
+
+    def pending(self, task_id: str) -> RecordWrite | None:
+        """The writes for ``task_id`` still waiting to be written, folded into one."""
+        entry = self._pending.get(task_id)
+        return entry[1] if entry else None
+
+    def _done_up_to(self, seq: int, batch: list[RecordWrite]) -> None:
+        """Forget the pending writes of ``batch`` unless a later write came in since."""
+        with self._pending_lock:
+            for write in batch:
+                entry = self._pending.get(write.task_id)
+                if entry is not None and entry[0] <= seq:
+                    del self._pending[write.task_id]
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued so far is written (or failed). True if done in time."""
@@ -78,15 +113,17 @@ class RecordWriter:
         store = store_for(self.app)
         while True:
             item = self.queue.get()
-            if not isinstance(item, threading.Event):
+            if not isinstance(item, threading.Event) and time.monotonic() - self._last_batch_end < BUSY_WINDOW:
                 time.sleep(LINGER)
             batch: list[RecordWrite] = []
             markers: list[threading.Event] = []
+            last_seq = 0
             while True:
                 if isinstance(item, threading.Event):
                     markers.append(item)
                 else:
-                    batch.append(item)
+                    last_seq, write = item
+                    batch.append(write)
                 if len(batch) >= MAX_BATCH:
                     break
                 try:
@@ -106,6 +143,8 @@ class RecordWriter:
                     self._log_error(
                         "could not write %d task record(s) to %s: %s", len(batch), store.display_url, exc
                     )
+                self._done_up_to(last_seq, batch)
+                self._last_batch_end = time.monotonic()
             for marker in markers:
                 marker.set()
 
@@ -125,6 +164,7 @@ class RecordWriter:
                     # Trim the indexes once per batch, with its last write.
                     FINISHED_INDEX_SIZE if index == len(batch) - 1 else 0,
                     json.dumps(w.fields),
+                    json.dumps(w.live or {}),
                 ]
                 pipe.evalsha(self._sha, 4, *store.keys_for_write(w.task_id), *args)
             pipe.execute()
@@ -137,27 +177,20 @@ class RecordWriter:
 
 
 def coalesce(batch: list[RecordWrite]) -> list[RecordWrite]:
-    """Fold the writes for the same task into one, with the record script's own rules:
-    a write that moves the state up (and not out of a terminal state) sets its fields,
-    any other write only fills fields still missing."""
+    """Fold the writes for the same task into one, with the record script's own rules
+    (``records.apply_write``)."""
     folded: dict[str, RecordWrite] = {}
     for write in batch:
         current = folded.get(write.task_id)
         if current is None:
             folded[write.task_id] = write
             continue
-        current_rank = Rank.of(current.state) if current.state else -1
-        new_rank = Rank.of(write.state) if write.state else -1
-        state: str | None
-        if write.state and current_rank < Rank.TERMINAL and new_rank >= current_rank:
-            fields = {**current.fields, **write.fields}
-            state = write.state
-        else:
-            fields = {**write.fields, **current.fields}
-            state = current.state
-        folded[write.task_id] = RecordWrite(
-            write.task_id, state, fields, current.measure_result or write.measure_result, max(current.at, write.at)
-        )
+        before = {**current.fields, "state": current.state} if current.state else dict(current.fields)
+        fields = apply_write(before, write.state, write.fields)  # live fields: merged below
+        state = fields.pop("state", None)
+        live = {**(current.live or {}), **(write.live or {})} or None
+        measure = current.measure_result or write.measure_result
+        folded[write.task_id] = RecordWrite(write.task_id, state, fields, measure, max(current.at, write.at), live)
     return list(folded.values())
 
 
@@ -187,6 +220,14 @@ def _flush_at_exit() -> None:
     if _exit_hook_pid != os.getpid():
         _exit_hook_pid = os.getpid()
         atexit.register(flush_all, EXIT_FLUSH_TIMEOUT)
+
+
+def pending_write(app: Celery, task_id: str) -> RecordWrite | None:
+    """A record write for ``task_id`` this process queued and has not written yet."""
+    writer = _writers.get(id(app))
+    if writer is None or writer.pid != os.getpid():
+        return None
+    return writer.pending(task_id)
 
 
 def flush_all(timeout: float = 5.0) -> None:

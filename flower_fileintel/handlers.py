@@ -22,6 +22,7 @@ import os
 import re
 import time
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import Any
 
 import tornado.web
@@ -32,7 +33,8 @@ from tornado.iostream import StreamClosedError
 
 from celery_ext.errors import BackendUnavailable, InvalidTaskId
 from celery_ext.ids import validate_task_id
-from celery_ext.status import Phase, ResultReason, TaskStatus
+from celery_ext.status import Outcome, TaskStatus
+from celery_ext.verdict import sentence
 
 from flower_fileintel import metrics
 from flower_fileintel.plugin import STATIC_DIR, PluginState, get_state
@@ -143,23 +145,20 @@ class _PluginMixin:
         return self.url_prefix_path(path)
 
 
-def _outcome(status: TaskStatus) -> str:
-    reason = status.result_info.reason
-    if status.phase is Phase.UNKNOWN:
-        return "unknown"
-    if status.expired:
-        return "expired"
-    if status.phase in (Phase.FAILED, Phase.REVOKED):
-        return "failed"
-    if not status.ready:
-        return "not_ready"
-    if reason is ResultReason.TOO_LARGE:
-        return "too_large"
-    if not status.result_info.inline:
-        return "no_result"
-    if status.result_info.placeholders:
-        return "placeholders"
-    return "ok"
+#: The result API's answer to each outcome: HTTP status and error code (docs/flower.md).
+RESULT_API: Mapping[Outcome, tuple[int, str]] = {
+    Outcome.OK: (200, "ok"),
+    Outcome.NOT_READY: (202, "not_ready"),
+    Outcome.UNKNOWN: (404, "unknown_task"),
+    Outcome.FAILED: (409, "task_failed"),
+    Outcome.REVOKED: (409, "task_revoked"),
+    Outcome.LOST: (409, "task_lost"),
+    Outcome.EXPIRED: (410, "result_expired"),
+    Outcome.EVICTED: (410, "result_evicted"),
+    Outcome.NO_RESULT: (404, "no_result"),
+    Outcome.NOT_READABLE: (422, "result_not_readable"),
+    Outcome.TOO_LARGE: (413, "result_too_large"),
+}
 
 
 def _json_error_body(handler: Any, status_code: int, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -197,66 +196,28 @@ class _JsonMixin(_PluginMixin):
         self.write_json(status_code, _json_error_body(self, status_code, kwargs))
 
     def status_error(self, status: TaskStatus) -> ApiError | None:
-        """The error a result request for this task gets, or None if it can be served."""
+        """The error a result request for this task gets, or None (200, or 202 not ready)."""
+        outcome = status.outcome
+        http_status, code = RESULT_API[outcome]
+        if http_status < 400:
+            return None
         doc = status.to_dict()
-        tid = status.task_id
-        if status.phase is Phase.UNKNOWN:
-            return ApiError(
-                404, "unknown_task",
-                f"task {tid} is unknown: it was never sent, or it finished so long ago that "
-                "its record expired too. Check the id.",
-                task=doc,
+        extra: dict[str, Any] = {"task": doc}
+        if outcome in (Outcome.FAILED, Outcome.REVOKED, Outcome.LOST):
+            extra["error"] = doc["error"]
+        if outcome is Outcome.TOO_LARGE:
+            extra.update(
+                bytes=status.result_info.bytes,
+                max_result_bytes=self.plugin.settings.max_result_bytes,
+                download_url=self.download_url(status.task_id),
             )
-        if status.phase in (Phase.FAILED, Phase.REVOKED):
-            err = doc["error"] or {}
-            what = f"{err.get('type')}: {err.get('message')}" if err else status.phase.value
-            return ApiError(
-                409, f"task_{status.phase.value}",
-                f"task {tid} {status.phase.value} ({what}); it has no result, only an error",
-                error=doc["error"], task=doc,
-            )
-        if not status.ready:
-            return None  # 202, handled by the caller
-        if status.expired:
-            return ApiError(410, "result_expired", _expired_sentence(status, self.plugin), task=doc)
-        if status.result_info.reason is ResultReason.TOO_LARGE:
-            limit = self.plugin.settings.max_result_bytes
-            return ApiError(
-                413, "result_too_large",
-                f"the result of task {tid} is {status.result_info.bytes} bytes stored, above "
-                f"fileintel_max_result_bytes ({limit}); download it instead",
-                bytes=status.result_info.bytes, max_result_bytes=limit,
-                download_url=self.download_url(tid), task=doc,
-            )
-        if not status.result_info.inline:
-            reason = status.result_info.reason.value if status.result_info.reason else "unknown"
-            return ApiError(
-                404, "no_result",
-                f"task {tid} {status.phase.value} but no result is stored ({reason}); "
-                "tasks with ignore_result=True store none",
-                task=doc,
-            )
-        return None
+        return ApiError(http_status, code, sentence(status), **extra)
 
 
 def _fmt_time(value: datetime | None) -> str:
     if value is None:
         return "—"
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _expired_sentence(status: TaskStatus, plugin: PluginState) -> str:
-    from celery_ext.settings import result_expires_seconds
-
-    setting = result_expires_seconds(plugin.capp)
-    if status.completed_at and status.result_expires_at:
-        n = int((status.result_expires_at - status.completed_at).total_seconds())
-        return (
-            f"task {status.task_id} completed at {_fmt_time(status.completed_at)}; its result "
-            f"expired at {_fmt_time(status.result_expires_at)} (result_expires={setting if setting is not None else n})"
-        )
-    extra = "; ".join(status.notes)
-    return f"the result of task {status.task_id} is gone (expired or evicted){': ' + extra if extra else ''}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,15 +232,14 @@ class StatusApiHandler(_JsonMixin, BaseApiHandler):
     @web.authenticated
     async def get(self, task_id: str) -> None:
         status = await self.lookup(self.valid_id(task_id))
-        metrics.OUTCOMES.labels(self.route, _outcome(status)).inc()
+        metrics.OUTCOMES.labels(self.route, status.outcome.value).inc()
         self.write_json(200, status.to_dict())
 
 
 class ResultApiHandler(_JsonMixin, BaseApiHandler):
     """``GET /api/fileintel/task/<id>/result[?wait=S]``: the bare validated return value.
 
-    200 result; 202 + status document if not ready; 404 unknown; 409 failed/revoked;
-    410 expired/evicted; 413 above fileintel_max_result_bytes. ``?wait=S`` (capped at 30)
+    The status and error code come from ``RESULT_API`` (one row per outcome). ``?wait=S`` (capped at 30)
     waits by push: the request parks on the live hub, not on a thread.
     """
 
@@ -290,10 +250,10 @@ class ResultApiHandler(_JsonMixin, BaseApiHandler):
         task_id = self.valid_id(task_id)
         wait = self.query_float("wait", 0.0, MAX_WAIT_S) or 0.0
         status = await self.lookup(task_id)
-        if wait > 0 and not status.ready:
+        if wait > 0 and not status.phase.settled:
             status = await self._wait(task_id, status, wait)
-        metrics.OUTCOMES.labels(self.route, _outcome(status)).inc()
-        if not status.ready and status.phase is not Phase.UNKNOWN:
+        metrics.OUTCOMES.labels(self.route, status.outcome.value).inc()
+        if status.outcome is Outcome.NOT_READY:
             self.set_header("Retry-After", "1")
             self.write_json(202, status.to_dict())
             return
@@ -316,7 +276,7 @@ class ResultApiHandler(_JsonMixin, BaseApiHandler):
         hub = self.plugin.hub
         with hub.watch_task(task_id, kind="wait") as watcher:
             status = await self.lookup(task_id)
-            while not status.ready:
+            while not status.phase.settled:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -329,7 +289,7 @@ class ResultApiHandler(_JsonMixin, BaseApiHandler):
                 watcher.take()
                 if watcher.ready or not hub.connected:
                     status = await self.lookup(task_id)
-            if not status.ready:
+            if not status.phase.settled:
                 # Timed out: answer with what is true now. Pushes only carry the backend's
                 # state changes, not the records (an unknown id may be queued by now).
                 status = await self.lookup(task_id)
@@ -386,8 +346,8 @@ async def _stream_download(handler: Any, task_id: str) -> None:
         )
     except ResultUnavailable as exc:
         status = exc.status
-        metrics.OUTCOMES.labels(handler.route, _outcome(status)).inc()
-        if not status.ready and status.phase is not Phase.UNKNOWN:
+        metrics.OUTCOMES.labels(handler.route, status.outcome.value).inc()
+        if status.outcome is Outcome.NOT_READY:
             raise ApiError(
                 409, "not_ready",
                 f"task {task_id} is {status.phase.value}: its result is not ready yet",
@@ -494,7 +454,7 @@ class TaskPageHandler(_PageMixin, BaseHandler):
     async def get(self, task_id: str) -> None:
         task_id = self.valid_id(task_id)
         status = await self.lookup(task_id)
-        metrics.OUTCOMES.labels(self.route, _outcome(status)).inc()
+        metrics.OUTCOMES.labels(self.route, status.outcome.value).inc()
         show_result = (
             status.result_info.inline
             and (status.result_info.bytes or 0) <= PAGE_RESULT_MAX_BYTES
@@ -510,7 +470,7 @@ class TaskPageHandler(_PageMixin, BaseHandler):
             page_result_max=PAGE_RESULT_MAX_BYTES,
             expiry_warning=self.plugin.settings.expiry_warning,
             result_expires_setting=result_expires_seconds(self.plugin.capp),
-            expired_sentence=_expired_sentence(status, self.plugin) if status.expired else None,
+            expired_sentence=sentence(status) if status.outcome in (Outcome.EXPIRED, Outcome.EVICTED) else None,
             download_url=self.download_url(task_id, page=True),
             flower_task_url=self.url_prefix_path(f"/task/{task_id}"),
             active_tab="fileintel",

@@ -379,7 +379,7 @@ class LiveHub:
             "task_id": task_id,
             "phase": phase.value,
             "state": state,
-            "ready": phase.finished,
+            "ready": phase.settled,
             "progress": progress,
         }
 
@@ -427,7 +427,7 @@ class LiveHub:
         for status in statuses:
             text = json.dumps(status.to_dict(), allow_nan=False)
             for watcher in list(self.task_watchers.get(status.task_id, ())):
-                watcher.offer(text, status.ready)
+                watcher.offer(text, status.phase.settled)
 
     def _flush_board_updates(self) -> None:
         if not self._board_updates:

@@ -7,6 +7,7 @@ same private Redis as the test that started it:
 - ``FILEINTEL_TEST_RESULT_EXPIRES``: ``result_expires`` in seconds (default 3600).
 - ``FILEINTEL_TEST_RESULT_BACKEND``: another result backend (e.g. ``rpc://``); default the Redis.
 - ``FILEINTEL_TEST_POOL_START_METHOD``: ``spawn`` for the spawn-pool test.
+- ``FILEINTEL_TEST_LOST_AFTER``: ``fileintel_lost_after`` in seconds (the lost-worker tests).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ app.conf.update(
     task_acks_late=False,
     broker_transport_options={"visibility_timeout": 3600, "polling_interval": 0.1},
 )
+if os.environ.get("FILEINTEL_TEST_LOST_AFTER"):
+    app.conf.fileintel_lost_after = float(os.environ["FILEINTEL_TEST_LOST_AFTER"])
 if os.environ.get("FILEINTEL_TEST_POOL_START_METHOD"):
     app.conf.worker_pool_start_method = os.environ["FILEINTEL_TEST_POOL_START_METHOD"]
 

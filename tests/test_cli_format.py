@@ -20,7 +20,7 @@ from celery.bin.base import CLIContext
 from click.testing import CliRunner
 
 from celery_ext import cli
-from celery_ext.status import Phase, Placeholder, Progress, ResultInfo, ResultReason, TaskError, TaskStatus
+from celery_ext.status import Phase, Placeholder, Progress, ResultInfo, Outcome, TaskError, TaskStatus
 from tests.status_checks import check_document
 
 NOW = datetime.now(timezone.utc)
@@ -74,7 +74,7 @@ RUNNING = dict(
     result_expires_at=None,
     expires_in_s=None,
     result=None,
-    result_info=ResultInfo(reason=ResultReason.NOT_READY),
+    result_info=ResultInfo(reason=Outcome.NOT_READY),
     progress=Progress(current=4, total=10, percent=40.0, message="page 4 [bold]of[/] 10", updated_at=None),
 )
 
@@ -135,14 +135,14 @@ def test_summary_lists_what_is_known():
 
 
 def test_summary_of_an_evicted_result_says_so():
-    evicted = status(expired=True, result_available=False, result=None, result_info=ResultInfo(reason=ResultReason.EXPIRED))
-    assert "gone (evicted or deleted before its expiry at" in cli._summary(evicted)
+    evicted = status(expired=True, result_available=False, result=None, result_info=ResultInfo(reason=Outcome.EVICTED))
+    assert "result     gone before its expiry (deleted or evicted)" in cli._summary(evicted)
     expired = status(
         expired=True,
         result_available=False,
         result=None,
         result_expires_at=NOW - timedelta(minutes=1),
-        result_info=ResultInfo(reason=ResultReason.EXPIRED),
+        result_info=ResultInfo(reason=Outcome.EXPIRED),
     )
     assert "result     expired at" in cli._summary(expired)
 
@@ -212,7 +212,7 @@ def test_result_warns_about_placeholders_and_soon_expiry(app, monkeypatch):
 
 
 def test_result_too_large_exits_5_naming_output(app, monkeypatch):
-    big = status(result=None, result_info=ResultInfo(bytes=200 * 1024 * 1024, inline=False, reason=ResultReason.TOO_LARGE))
+    big = status(result=None, result_info=ResultInfo(bytes=200 * 1024 * 1024, inline=False, reason=Outcome.TOO_LARGE))
     result = invoke(app, "result", TID, describe=big, monkeypatch=monkeypatch)
     assert result.exit_code == 5
     assert result.stdout == ""
@@ -220,7 +220,7 @@ def test_result_too_large_exits_5_naming_output(app, monkeypatch):
 
 
 def test_result_of_an_ignored_result_exits_3(app, monkeypatch):
-    ignored = status(result_available=False, result=None, result_info=ResultInfo(reason=ResultReason.IGNORED))
+    ignored = status(result_available=False, result=None, result_info=ResultInfo(reason=Outcome.NO_RESULT))
     result = invoke(app, "result", TID, describe=ignored, monkeypatch=monkeypatch)
     assert result.exit_code == 3
     assert "ignore_result" in result.stderr
@@ -236,7 +236,13 @@ def test_wait_uses_the_first_non_success_in_argument_order(app, monkeypatch):
     other = "11111111-2222-3333-4444-555555555555"
     statuses = {
         TID: status(**RUNNING),
-        other: status(task_id=other, phase=Phase.FAILED, state="FAILURE", error=TaskError("E", None, "m", None)),
+        other: status(
+            task_id=other,
+            phase=Phase.FAILED,
+            state="FAILURE",
+            error=TaskError("E", None, "m", None),
+            result_info=ResultInfo(reason=Outcome.FAILED),
+        ),
     }
 
     def fake_wait(app, ids, *, timeout, on_update=None, on_backend_change=None):

@@ -72,7 +72,8 @@ def test_revoked(app, worker):
     status = wait_for_phase(app, task_id, "revoked")
     assert status.state == "REVOKED"
     assert status.error is not None and status.error.type == "TaskRevokedError"
-    assert status.to_dict()["result_info"]["reason"] == "failed"
+    doc = status.to_dict()
+    assert doc["outcome"] == doc["result_info"]["reason"] == "revoked"
 
 
 def test_retrying(app, worker):
@@ -136,7 +137,7 @@ def test_result_evicted_early(app, worker, redis_client):
     redis_client.delete(store_for(app).meta_key(result.id))
     doc = describe_checked(app, result.id).to_dict()
     assert (doc["phase"], doc["expired"], doc["result_available"]) == ("succeeded", True, False)
-    assert doc["result"] is None and doc["result_info"]["reason"] == "expired"
+    assert doc["result"] is None and doc["outcome"] == doc["result_info"]["reason"] == "evicted"
     assert doc["completed_at"] is not None  # from the record
     assert any("ahead of its expiry" in n for n in doc["notes"])
 
@@ -159,7 +160,7 @@ def test_ignore_result_tasks(app, worker):
     result = proj.fire_and_forget.delay(7)
     status = wait_for_phase(app, result.id, "succeeded")
     assert status.expired is False and status.result_available is False
-    assert status.result_info.reason.value == "ignored"
+    assert status.result_info.reason.value == "no_result" and status.outcome.value == "no_result"
 
 
 def test_custom_states_are_kept_and_mean_running(app, worker):

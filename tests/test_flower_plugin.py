@@ -209,7 +209,7 @@ def test_result_evicted_before_expiry_is_410(app, worker, flower, redis_client):
     resp = get(flower, f"/api/fileintel/task/{result.id}/result")
     assert resp.status == 410
     body = resp.json()
-    assert body["code"] == "result_expired"
+    assert body["code"] == "result_evicted" and body["task"]["outcome"] == "evicted"
     assert result.id in body["message"]
     assert body["task"]["expired"] is True
 

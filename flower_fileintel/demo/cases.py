@@ -14,7 +14,7 @@ from typing import Any
 
 from celery.result import AsyncResult
 
-from celery_ext.status import Phase, ResultReason, TaskStatus
+from celery_ext.status import Outcome, Phase, TaskStatus
 
 __all__ = ["CaseSpec", "CaseRun", "CASES", "CASE_KEYS", "status_line", "REVOKE_AFTER_S"]
 
@@ -195,8 +195,8 @@ def _judge_placeholders(run: CaseRun, s: TaskStatus) -> Verdict:
 
 @_once_ended(Phase.SUCCEEDED)
 def _judge_download(run: CaseRun, s: TaskStatus) -> Verdict:
-    if s.result_info.reason is not ResultReason.TOO_LARGE:
-        return False, f"succeeded, but result reason is {s.result_info.reason}, expected too_large"
+    if s.outcome is not Outcome.TOO_LARGE:
+        return False, f"succeeded, but its outcome is {s.outcome.value}, expected too_large"
     return True, f"{s.result_info.bytes} bytes stored, offered as a download"
 
 
@@ -272,7 +272,7 @@ def status_line(s: TaskStatus, warning_s: float) -> str:
         parts.append(f"{s.error.type}: {message}")
     if s.result_info.placeholders:
         parts.append(f"{len(s.result_info.placeholders)} placeholders")
-    if s.result_info.reason is ResultReason.TOO_LARGE:
+    if s.outcome is Outcome.TOO_LARGE:
         parts.append(f"{s.result_info.bytes} bytes: download it")
     if s.expired:
         parts.append("result expired")

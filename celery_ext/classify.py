@@ -1,0 +1,398 @@
+"""``build_status``: facts about one task in, a ``TaskStatus`` out. Pure: no app, no Redis.
+
+``lookup.py`` gathers an ``Observation`` (what the backend and our record said, at one
+moment); everything a reader is told follows from it here, and only here: the phase, the
+``Outcome`` (the verdict every edge maps), the times, the result or the reason there is
+none, the error and the notes. Unit tests build Observations by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from celery import states
+
+from celery_ext.progress import PROGRESS_STATE, normalize_progress
+from celery_ext.records import TaskRecord
+from celery_ext.results import find_placeholders, make_json_safe
+from celery_ext.settings import FileIntelSettings
+from celery_ext.status import (
+    Outcome,
+    Phase,
+    Placeholder,
+    Progress,
+    ResultInfo,
+    TaskError,
+    TaskStatus,
+    classify,
+)
+
+__all__ = ["Observation", "build_status"]
+
+_PROGRESS_KEYS = ("current", "percent", "percentage", "total", "done")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The raw facts about one task at one moment (what ``build_status`` classifies)."""
+
+    task_id: str
+    meta: Mapping[str, Any] | None  # decoded result meta, exceptions left as dicts
+    stored_bytes: int | None  # size of the stored payload; None: nothing stored / unknown
+    ttl_s: float | None  # seconds until the stored result expires; None: never / unknown
+    head_state: str | None  # state read from the first bytes of a payload too large to load
+    record: TaskRecord | None
+    records_enabled: bool
+    now: datetime
+    #: The app's ``result_expires`` in seconds; None: results never expire.
+    result_expires_s: int | None = None
+    #: Why a stored payload could not be decoded here (None: it could, or nothing is stored).
+    unreadable: str | None = None
+    #: False when the result backend keeps no results for other clients (``rpc://``).
+    backend_keeps_results: bool = True
+    #: Seconds since the last liveness beat of the worker incarnation the record names, on
+    #: Redis's clock; ``math.inf``: that worker never beat (or its beat key is gone); None:
+    #: not checked (the task is not running, or the record names no incarnation).
+    worker_silent_s: float | None = None
+
+
+def build_status(obs: Observation, settings: FileIntelSettings) -> TaskStatus:
+    """Classify one observation into a TaskStatus."""
+    meta, record = obs.meta, obs.record
+    meta_state = meta.get("status") if meta else obs.head_state
+    stored = obs.stored_bytes is not None or meta is not None or obs.unreadable is not None
+    expires_setting = obs.result_expires_s
+    if record is not None and record.result_expires_s is not None:
+        expires_setting = record.result_expires_s or None
+
+    state, phase = _state_and_phase(meta_state, stored, record)
+    worker_seen_at: datetime | None = None
+    if _worker_lost(obs, phase, settings):
+        phase = Phase.LOST
+        if obs.worker_silent_s is not None and math.isfinite(obs.worker_silent_s):
+            worker_seen_at = obs.now - timedelta(seconds=obs.worker_silent_s)
+    # Expired: it finished and something was stored (the record measured it), but it is gone.
+    expired = (
+        phase.finished
+        and not stored
+        and record is not None
+        and not record.ignore_result
+        and record.result_bytes != 0
+        and obs.backend_keeps_results
+    )
+
+    # Times: the backend's date_done first, then the record; never "now".
+    completed_at = _parse_time(meta.get("date_done")) if meta else None
+    if completed_at is None and record is not None:
+        completed_at = record.completed_at
+    result_expires_at, expires_in_s = _expiry(obs, phase, stored)
+
+    outcome = _outcome(obs, phase, stored, expired)
+    result: Any = None
+    placeholders: tuple[Placeholder, ...] = ()
+    if outcome is None and meta is not None:
+        safe = make_json_safe(meta.get("result"))
+        result = safe.value
+        # Placeholders FileIntelTask put in before storing: the record has their reprs; the
+        # record may lag the result by a few milliseconds, so fall back to the strings themselves.
+        placeholders = (_stored_placeholders(record) or find_placeholders(safe.value)) + safe.placeholders
+
+    runtime_s = record.runtime_s if record else None
+    if runtime_s is None and phase is Phase.REVOKED and record and record.started_at and completed_at:
+        # Revoked while running: the pool child that timed it was killed; the record's
+        # start and end times still tell how long it ran.
+        runtime_s = round(max(0.0, (completed_at - record.started_at).total_seconds()), 6)
+
+    facts = _Facts(obs, phase, state, stored, expired, completed_at, result_expires_at, expires_setting, outcome)
+    return TaskStatus(
+        task_id=obs.task_id,
+        phase=phase,
+        state=state,
+        name=_pick(meta, "name", record.name if record else None),
+        worker=_pick(meta, "worker", record.worker if record else None),
+        retries=_pick_int(meta, "retries", record.retries if record else None),
+        runtime_s=runtime_s,
+        queued_at=record.queued_at if record else None,
+        started_at=record.started_at if record else None,
+        completed_at=completed_at if phase.finished else None,
+        worker_last_seen_at=worker_seen_at,
+        result_available=stored and phase.finished,
+        expired=expired,
+        result_expires_at=result_expires_at,
+        expires_in_s=expires_in_s,
+        result=result,
+        result_info=ResultInfo(
+            bytes=_result_bytes(phase, stored, obs, record),
+            inline=outcome is None,
+            placeholders=placeholders,
+            reason=outcome,
+        ),
+        error=_error(phase, meta, record),
+        progress=_progress(phase, meta_state, meta, record, settings),
+        notes=tuple(_notes(facts, settings)),
+    )
+
+
+def _state_and_phase(meta_state: str | None, stored: bool, record: TaskRecord | None) -> tuple[str | None, Phase]:
+    record_state = record.state if record else None
+    if stored and meta_state is not None:
+        meta_phase = classify(meta_state)
+        # Celery keeps RETRY (or PENDING/RECEIVED) stored while the retried task runs again
+        # when task_track_started is off; our record saw it start.
+        if meta_state in (states.RETRY, states.PENDING, states.RECEIVED) and record_state == states.STARTED:
+            return record_state, Phase.RUNNING
+        return meta_state, meta_phase
+    if record_state is not None:
+        return record_state, classify(record_state)
+    if stored:  # stored but undecodable, or too large and compressed: something finished
+        return meta_state, classify(meta_state) if meta_state else Phase.UNKNOWN
+    return None, Phase.UNKNOWN
+
+
+def _worker_lost(obs: Observation, phase: Phase, settings: FileIntelSettings) -> bool:
+    """Running, and the worker running it has been silent for longer than ``lost_after``.
+
+    A worker that never beat (its key is gone) only counts once the task has been running
+    for ``lost_after`` too: the first beat may still be on its way."""
+    silent = obs.worker_silent_s
+    if phase not in (Phase.RUNNING, Phase.RETRYING) or silent is None or silent <= settings.lost_after:
+        return False
+    if math.isfinite(silent):
+        return True
+    started = obs.record.started_at if obs.record else None
+    return started is not None and (obs.now - started).total_seconds() > settings.lost_after
+
+
+def _outcome(obs: Observation, phase: Phase, stored: bool, expired: bool) -> Outcome | None:
+    """The verdict; None means ``ok`` (the result is in the document)."""
+    if stored and obs.unreadable is not None and phase in (Phase.UNKNOWN, Phase.SUCCEEDED):
+        return Outcome.NOT_READABLE  # something is stored: not "unknown", whatever it says
+    if phase is Phase.UNKNOWN:
+        return Outcome.UNKNOWN
+    if phase is Phase.LOST:
+        return Outcome.LOST
+    if phase is Phase.FAILED:
+        return Outcome.FAILED
+    if phase is Phase.REVOKED:
+        return Outcome.REVOKED
+    if not phase.finished:
+        return Outcome.NOT_READY
+    if stored:
+        if obs.meta is None:  # stored, above max_result_bytes: never loaded
+            return Outcome.TOO_LARGE
+        return None
+    if not expired:  # ignore_result, or a backend that keeps no results for other clients
+        return Outcome.NO_RESULT
+    record = obs.record
+    if record is not None and record.result_expires_at is not None and record.result_expires_at > obs.now + timedelta(seconds=1):
+        return Outcome.EVICTED
+    if record is not None and record.result_never_expires:
+        return Outcome.EVICTED
+    return Outcome.EXPIRED
+
+
+def _expiry(obs: Observation, phase: Phase, stored: bool) -> tuple[datetime | None, float | None]:
+    """When the stored result goes (or went) away, and in how many seconds."""
+    record = obs.record
+    if stored and phase.finished and obs.ttl_s is not None:
+        # now + TTL moves by milliseconds from read to read. The record measured the expiry
+        # once, on the server's clock, when the task finished: use it while it agrees (the
+        # TTL may have been changed since), so every read gives the same answer.
+        measured = obs.now + timedelta(seconds=obs.ttl_s)
+        recorded = record.result_expires_at if record is not None else None
+        if recorded is not None and abs((recorded - measured).total_seconds()) < 2:
+            return recorded, round(obs.ttl_s, 3)
+        return measured, round(obs.ttl_s, 3)
+    if not stored and record is not None and record.result_expires_at is not None:
+        return record.result_expires_at, None
+    return None, None
+
+
+def _result_bytes(phase: Phase, stored: bool, obs: Observation, record: TaskRecord | None) -> int | None:
+    """Size of the stored result: only for finished tasks (a running task's stored payload is
+    its progress, not a result); from the record once the result is gone."""
+    if not phase.finished:
+        return None
+    if stored:
+        return obs.stored_bytes
+    return record.result_bytes if record is not None and record.result_bytes else None
+
+
+def _stored_placeholders(record: TaskRecord | None) -> tuple[Placeholder, ...]:
+    """Placeholders FileIntelTask put in the result before it was stored."""
+    if record is None or not record.placeholders:
+        return ()
+    try:
+        items = json.loads(record.placeholders)
+        return tuple(Placeholder(str(i["path"]), str(i["type"]), str(i["repr"])) for i in items)
+    except (ValueError, TypeError, KeyError):
+        return ()
+
+
+def _progress(
+    phase: Phase,
+    state: str | None,
+    meta: Mapping[str, Any] | None,
+    record: TaskRecord | None,
+    settings: FileIntelSettings,
+) -> Progress | None:
+    """Live progress from the stored meta while it runs; for a task that was stopped on the
+    way (revoked, lost), the last progress its record kept."""
+    if not phase.finished and phase is not Phase.LOST and meta:
+        value = meta.get("result")
+        if isinstance(value, Mapping) and (state == PROGRESS_STATE or any(k in value for k in _PROGRESS_KEYS)):
+            return normalize_progress(value, settings.progress_message_max)
+    if phase in (Phase.REVOKED, Phase.LOST, Phase.FAILED) and record is not None and record.progress:
+        try:
+            return normalize_progress(json.loads(record.progress), settings.progress_message_max)
+        except ValueError:
+            return None
+    return None
+
+
+def _error(phase: Phase, meta: Mapping[str, Any] | None, record: TaskRecord | None) -> TaskError | None:
+    if phase not in (Phase.FAILED, Phase.REVOKED):
+        return None
+    record_traceback = record.error_traceback if record is not None else None
+    if meta is not None and meta.get("status") in (states.FAILURE, states.REVOKED):
+        exc = meta.get("result")
+        traceback = meta.get("traceback")
+        traceback = traceback if isinstance(traceback, str) else record_traceback
+        if isinstance(exc, Mapping) and "exc_type" in exc:
+            return TaskError(
+                type=str(exc.get("exc_type")),
+                module=str(exc["exc_module"]) if exc.get("exc_module") else None,
+                message=_exc_message(exc.get("exc_message")),
+                traceback=traceback,
+            )
+        if isinstance(exc, BaseException):  # pickle serializer
+            return TaskError(type(exc).__qualname__, type(exc).__module__, str(exc), traceback)
+    if record is not None and record.error_type:
+        return TaskError(record.error_type, record.error_module, record.error_message or "", record_traceback)
+    return TaskError("Unknown", None, "the task failed, but no error details were stored", None)
+
+
+def _exc_message(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        if len(value) == 1:
+            return str(value[0])
+        return ", ".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the notes are written from."""
+
+    obs: Observation
+    phase: Phase
+    state: str | None
+    stored: bool
+    expired: bool
+    completed_at: datetime | None
+    expires_at: datetime | None
+    expires_setting: int | None
+    outcome: Outcome | None
+
+
+def _notes(f: _Facts, settings: FileIntelSettings) -> list[str]:
+    """The details behind the verdict (the verdict's own sentence is ``verdict.sentence``)."""
+    notes: list[str] = []
+    obs, record = f.obs, f.obs.record
+    setting_text = (
+        f"result_expires={f.expires_setting} s" if f.expires_setting else "result_expires is off (results never expire)"
+    )
+    if not obs.records_enabled:
+        notes.append(
+            "Task records are off (the result backend is not Redis and no Redis URL was found: "
+            "set fileintel_redis_url), so expired results and queued tasks cannot be told "
+            "apart from unknown ids."
+        )
+    if f.phase is Phase.UNKNOWN:
+        notes.append(
+            "Nothing is known about this id: no stored result and no task record. It was never "
+            "sent, was sent by a producer that did not call celery_ext.install() and no worker "
+            "has received it yet, or it finished so long ago that its record expired too "
+            f"(records are kept {settings.record_ttl // 3600} h; {setting_text})."
+        )
+    elif f.phase is Phase.QUEUED:
+        where = f" on queue {record.queue!r}" if record and record.queue else ""
+        if record and record.received_at:
+            notes.append(f"A worker has received it{where} but has not started it yet.")
+        else:
+            notes.append(f"Sent{where}; no worker has started it yet.")
+    elif f.phase is Phase.LOST:
+        worker = record.worker if record and record.worker else "its worker"
+        silent = obs.worker_silent_s
+        seen = (
+            f"was last seen {silent:.0f} s ago" if silent is not None and math.isfinite(silent) else "has no liveness beat"
+        )
+        notes.append(
+            f"It was running on {worker}, which {seen} (fileintel_lost_after={settings.lost_after:g} s): "
+            "the worker died (killed, out of memory, machine lost) while the task ran. With "
+            "acks_late the broker redelivers it and it runs again; otherwise send it again."
+        )
+    done = _fmt(f.completed_at) or "an unknown time"
+    if f.outcome is Outcome.EVICTED and record is not None:
+        ahead = f" ahead of its expiry at {_fmt(record.result_expires_at)}" if record.result_expires_at else ""
+        notes.append(
+            f"It finished at {done}, but its result is gone{ahead} ({setting_text}): it was "
+            "deleted (forget(), a manual DEL) or evicted by Redis under memory pressure "
+            "(check maxmemory-policy)."
+        )
+    elif f.expired and record is not None:
+        at = _fmt(record.result_expires_at) or "an unknown time"
+        notes.append(f"It finished at {done}; its result expired at {at} ({setting_text}).")
+    if f.outcome is Outcome.TOO_LARGE:
+        notes.append(
+            f"The stored result is {obs.stored_bytes} bytes, above fileintel_max_result_bytes "
+            f"({settings.max_result_bytes}), so it is not loaded here: download it instead."
+        )
+    if f.outcome is Outcome.NO_RESULT:
+        if record is not None and record.ignore_result:
+            notes.append("This task has ignore_result=True: Celery stores no result for it.")
+        else:
+            notes.append(
+                "Its result cannot be read from here: the result backend does not keep results "
+                "for other clients (rpc:// replies go to the client that sent the task)."
+            )
+    if obs.unreadable is not None:
+        notes.append(f"A result is stored ({obs.stored_bytes} bytes), but {obs.unreadable}.")
+    if f.stored and f.phase.finished and f.expires_at is None and obs.ttl_s is None and obs.meta is not None:
+        if f.expires_setting is None:
+            notes.append("This result never expires (result_expires is off).")
+    if f.state is not None and f.phase is Phase.RUNNING and f.state not in (states.STARTED, PROGRESS_STATE):
+        notes.append(f"{f.state!r} is a custom state set by the task; it is still running.")
+    return notes
+
+
+def _fmt(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _pick(meta: Mapping[str, Any] | None, key: str, fallback: str | None) -> str | None:
+    value = meta.get(key) if meta else None
+    return str(value) if isinstance(value, str) and value else fallback
+
+
+def _pick_int(meta: Mapping[str, Any] | None, key: str, fallback: int | None) -> int | None:
+    value = meta.get(key) if meta else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else fallback
