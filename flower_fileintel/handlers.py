@@ -161,6 +161,23 @@ RESULT_API: Mapping[Outcome, tuple[int, str]] = {
 }
 
 
+#: The task page's banner for each outcome: Bootstrap alert style and title; None: no banner
+#: (the result or the live progress is the news).
+PAGE_BANNER: Mapping[Outcome, tuple[str, str] | None] = {
+    Outcome.OK: None,
+    Outcome.NOT_READY: None,
+    Outcome.UNKNOWN: ("secondary", "Unknown task"),
+    Outcome.FAILED: ("danger", "Task failed"),
+    Outcome.REVOKED: ("secondary", "Task revoked"),
+    Outcome.LOST: ("danger", "Task lost with its worker"),
+    Outcome.EXPIRED: ("secondary", "Result expired"),
+    Outcome.EVICTED: ("warning", "Result gone before its expiry"),
+    Outcome.NO_RESULT: ("secondary", "No result stored"),
+    Outcome.NOT_READABLE: ("warning", "Result not readable here"),
+    Outcome.TOO_LARGE: None,
+}
+
+
 def _json_error_body(handler: Any, status_code: int, kwargs: dict[str, Any]) -> dict[str, Any]:
     exc_info = kwargs.get("exc_info")
     exc = exc_info[1] if exc_info else None
@@ -470,7 +487,8 @@ class TaskPageHandler(_PageMixin, BaseHandler):
             page_result_max=PAGE_RESULT_MAX_BYTES,
             expiry_warning=self.plugin.settings.expiry_warning,
             result_expires_setting=result_expires_seconds(self.plugin.capp),
-            expired_sentence=sentence(status) if status.outcome in (Outcome.EXPIRED, Outcome.EVICTED) else None,
+            verdict=PAGE_BANNER[status.outcome],
+            verdict_sentence=sentence(status),
             download_url=self.download_url(task_id, page=True),
             flower_task_url=self.url_prefix_path(f"/task/{task_id}"),
             active_tab="fileintel",

@@ -364,11 +364,26 @@ def test_task_page_of_a_failed_task_has_a_collapsible_traceback(app, worker, flo
     assert "<details><summary>Traceback</summary>" in html
 
 
-def test_task_page_explains_an_expired_result(app, worker, flower, redis_client):
+def test_task_page_explains_a_result_gone_before_its_expiry(app, worker, flower, redis_client):
     result = _evicted_result(app, redis_client)
     html = get(flower, f"/fileintel/task/{result.id}").text
-    assert 'id="fi-expired"' in html
-    assert "Result expired." in html
+    assert 'id="fi-verdict" data-outcome="evicted"' in html
+    assert "Result gone before its expiry." in html and "maxmemory-policy" in html
+
+
+def test_task_page_of_an_expired_failure_shows_the_error_first(app, worker, flower, redis_client):
+    from celery_ext.records import meta_key
+
+    result = app.tasks["tests.proj.fail"].delay("disk full on /data")
+    with pytest.raises(ValueError):
+        result.get(timeout=10)
+    wait_for(lambda: describe(app, result.id).runtime_s is not None)
+    redis_client.delete(meta_key(app, result.id))  # as result_expires would
+    html = get(flower, f"/fileintel/task/{result.id}").text
+    assert 'data-outcome="failed"' in html
+    error_at = html.index('id="fi-error"')
+    assert error_at < html.index('id="fi-progress-card"') and error_at < html.index("Task details")
+    assert "disk full on /data" in html and 'id="fi-traceback"' in html and "raise ValueError(message)" in html
 
 
 def test_task_page_warns_when_the_result_expires_soon(app, worker, flower, redis_client):

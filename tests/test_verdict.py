@@ -152,7 +152,7 @@ def test_every_outcome_has_a_classification_case():
 
 
 def test_every_outcome_goes_through_every_edge_table():
-    from flower_fileintel.handlers import RESULT_API
+    from flower_fileintel.handlers import PAGE_BANNER, RESULT_API
 
     for outcome in Outcome:
         assert isinstance(RESULT_EXIT[outcome], ExitCode), outcome
@@ -160,8 +160,9 @@ def test_every_outcome_goes_through_every_edge_table():
         status_code, code = RESULT_API[outcome]
         assert 200 <= status_code < 500 and code, outcome
         assert outcome in SENTENCES
+        assert outcome in PAGE_BANNER
     # No table has rows for outcomes that do not exist.
-    for table in (RESULT_EXIT, WAIT_EXIT, RESULT_API, SENTENCES):
+    for table in (RESULT_EXIT, WAIT_EXIT, RESULT_API, SENTENCES, PAGE_BANNER):
         assert set(table) == {o.value for o in Outcome}
 
 
