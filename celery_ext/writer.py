@@ -5,11 +5,11 @@ slows a task down and never does I/O on the worker's event loop. The thread drai
 queue into one pipeline per batch, with a short socket timeout. When Redis fails, it logs
 once per interval and drops that batch: a record is a nicety, the task is what matters.
 
-An idle writer writes at once (a task just sent reads ``queued`` from another process
-within a millisecond or two); a busy one lingers ``LINGER`` to fold a short task's
-"started" and "succeeded" into one write. Until a write is done, ``pending()`` hands it to
-readers in the same process, so ``describe()`` right after ``apply_async()`` never says
-``unknown``.
+A producer's "sent" write goes to Redis in the sender's own thread, before the publish, so
+a task just sent reads ``queued`` everywhere. Worker writes go through the thread: an idle
+writer writes at once, a busy one lingers ``LINGER`` to fold a short task's "started" and
+"succeeded" into one write. Until a queued write is done, ``pending()`` hands it to readers
+in the same process.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 from celery import Celery
 from redis.exceptions import NoScriptError
 
-from celery_ext.records import FINISHED_INDEX_SIZE, WRITE_SCRIPT, Rank, RecordStore, apply_write, store_for
+from celery_ext.records import FINISHED_INDEX_SIZE, SENT, WRITE_SCRIPT, Rank, RecordStore, apply_write, store_for
 
 __all__ = ["RecordWrite", "RecordWriter", "writer_for", "pending_write", "flush_all"]
 
@@ -37,8 +37,9 @@ MAX_BATCH = 500
 QUEUE_SIZE = 20_000
 ERROR_LOG_INTERVAL = 60.0
 #: A busy writer (its last batch ended less than BUSY_WINDOW ago) waits this long after the
-#: first write of a batch for more: a short task's "started" and "succeeded" then travel as
-#: one write. Records lag by at most this much plus one round trip.
+#: first worker write of a batch for more: a short task's "started" and "succeeded" then
+#: travel as one write. Records lag by at most this much plus one round trip. ("Sent" writes
+#: never wait: while one batch is in flight the next one gathers by itself.)
 LINGER = 0.005
 BUSY_WINDOW = 0.1
 #: How long a process that exits waits for its last record writes.
@@ -68,12 +69,15 @@ class RecordWriter:
         self._pending_lock = threading.Lock()
         self._seq = 0
         self._last_batch_end = 0.0
+        self._sync_off_until = 0.0
         self._last_error_log = 0.0
         self._sha: str | None = None
         self._thread = threading.Thread(target=self._run, name="fileintel-records", daemon=True)
         self._thread.start()
 
     def put(self, write: RecordWrite) -> None:
+        if write.state == SENT and self._write_now(write):
+            return
         with self._pending_lock:
             self._seq += 1
             seq = self._seq
@@ -85,6 +89,28 @@ class RecordWriter:
             self.dropped += 1
             self._done_up_to(seq, [write])
             self._log_error("the record queue is full (%d writes waiting); dropping writes", QUEUE_SIZE)
+
+    def _write_now(self, write: RecordWrite) -> bool:
+        """Write in the caller's thread: a producer's "sent" record is in Redis before the
+        publish, so whoever gets the id next reads ``queued`` (not ``unknown``). One round
+        trip, cheaper than handing it to the thread (which costs the sender more in GIL
+        hand-offs; benchmarks/read_after_send.py). When Redis fails, hand writes to the
+        thread for ``ERROR_LOG_INTERVAL``: a send never waits on a broken Redis twice."""
+        if time.monotonic() < self._sync_off_until:
+            return False
+        store = store_for(self.app)
+        try:
+            client = store.own_backend(store.settings.record_write_timeout).client
+            try:
+                self._write(store, client, [write])
+            except NoScriptError:
+                self._sha = None
+                self._write(store, client, [write])
+            return True
+        except Exception as exc:
+            self._sync_off_until = time.monotonic() + ERROR_LOG_INTERVAL
+            self._log_error("could not write a task record to %s: %s", store.display_url, exc)
+            return False
 
     def pending(self, task_id: str) -> RecordWrite | None:
         """The writes for ``task_id`` still waiting to be written, folded into one."""
@@ -113,7 +139,7 @@ class RecordWriter:
         store = store_for(self.app)
         while True:
             item = self.queue.get()
-            if not isinstance(item, threading.Event) and time.monotonic() - self._last_batch_end < BUSY_WINDOW:
+            if self._should_linger(item):
                 time.sleep(LINGER)
             batch: list[RecordWrite] = []
             markers: list[threading.Event] = []
@@ -148,25 +174,39 @@ class RecordWriter:
             for marker in markers:
                 marker.set()
 
+    def _should_linger(self, item: tuple[int, RecordWrite] | threading.Event) -> bool:
+        """Linger only when busy, and never for a "sent" write: a producer's reader in another
+        process must find the record as soon as the id reaches it. Worker writes fold."""
+        if isinstance(item, threading.Event) or item[1].state == SENT:
+            return False
+        return time.monotonic() - self._last_batch_end < BUSY_WINDOW
+
     def _write(self, store: RecordStore, client: Any, batch: list[RecordWrite]) -> None:
         if self._sha is None:
             self._sha = client.script_load(WRITE_SCRIPT)
         ttl = str(store.record_ttl)
+        # Trim the indexes once per batch, with the last write that adds to one of them.
+        trim_at = max((i for i, w in enumerate(batch) if w.state and Rank.of(w.state) >= Rank.RUNNING), default=-1)
+        calls = []
+        for index, w in enumerate(batch):
+            args: list[Any] = [
+                ttl,
+                w.state or "",
+                int(Rank.of(w.state)) if w.state else 0,
+                repr(w.at or time.time()),
+                w.task_id,
+                "1" if w.measure_result else "0",
+                FINISHED_INDEX_SIZE if index == trim_at else 0,
+                json.dumps(w.fields),
+                json.dumps(w.live) if w.live else "{}",
+            ]
+            calls.append((*store.keys_for_write(w.task_id), *args))
+        if len(calls) == 1:  # the idle case: a pipeline's own cost would double it
+            client.evalsha(self._sha, 4, *calls[0])
+            return
         with client.pipeline(transaction=False) as pipe:
-            for index, w in enumerate(batch):
-                args: list[Any] = [
-                    ttl,
-                    w.state or "",
-                    int(Rank.of(w.state)) if w.state else 0,
-                    repr(w.at or time.time()),
-                    w.task_id,
-                    "1" if w.measure_result else "0",
-                    # Trim the indexes once per batch, with its last write.
-                    FINISHED_INDEX_SIZE if index == len(batch) - 1 else 0,
-                    json.dumps(w.fields),
-                    json.dumps(w.live or {}),
-                ]
-                pipe.evalsha(self._sha, 4, *store.keys_for_write(w.task_id), *args)
+            for call in calls:
+                pipe.evalsha(self._sha, 4, *call)
             pipe.execute()
 
     def _log_error(self, message: str, *args: Any) -> None:

@@ -256,3 +256,23 @@ def test_a_producer_that_exits_right_after_sending_keeps_the_sent_record(app):
     task_id = out.stdout.strip()
     status = describe_checked(app, task_id)
     assert status.phase.value == "queued" and status.queued_at is not None
+
+
+def test_a_send_with_the_records_redis_down_still_sends_and_stops_trying_at_once(redis_server):
+    """The "sent" record is written in the sender's thread; a dead records Redis costs one
+    failed attempt, then writes go to the background thread until it is worth trying again."""
+    from tests.harness import free_port
+
+    down = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    producer = Celery("down", broker=redis_server.url, backend="rpc://", set_as_current=False)
+    producer.conf.fileintel_redis_url = down
+    celery_ext.install(producer)
+    with as_current(producer):
+        first = producer.send_task("tests.proj.add", (1, 1), queue=proj.NOBODY_QUEUE)
+        writer = writer_for(producer)
+        assert writer._sync_off_until > time.monotonic()  # gave up on writing in the sender's thread
+        second = producer.send_task("tests.proj.add", (2, 2), queue=proj.NOBODY_QUEUE)
+    assert first.id != second.id
+    # Handed to the thread instead, which fails in its turn and drops it (logged, not raised).
+    assert writer.flush(timeout=10)
+    assert writer.pending(second.id) is None
