@@ -40,7 +40,7 @@ ERROR_LOG_INTERVAL = 60.0
 #: first worker write of a batch for more: a short task's "started" and "succeeded" then
 #: travel as one write. Records lag by at most this much plus one round trip. ("Sent" writes
 #: never wait: while one batch is in flight the next one gathers by itself.)
-LINGER = 0.005
+LINGER = 0.05
 BUSY_WINDOW = 0.1
 #: How long a process that exits waits for its last record writes.
 EXIT_FLUSH_TIMEOUT = 1.0
@@ -63,8 +63,8 @@ class RecordWriter:
         self.pid = os.getpid()
         self.queue: queue.Queue[tuple[int, RecordWrite] | threading.Event] = queue.Queue(QUEUE_SIZE)
         self.dropped = 0
-        #: Writes queued and not yet written, folded per task, with the sequence number of
-        #: the last write folded in (what readers in this process overlay on the record).
+        #: "Sent" writes queued and not yet written (Redis was failing when they were made),
+        #: with their sequence number: readers in this process overlay them on a missing record.
         self._pending: dict[str, tuple[int, RecordWrite]] = {}
         self._pending_lock = threading.Lock()
         self._seq = 0
@@ -81,8 +81,10 @@ class RecordWriter:
         with self._pending_lock:
             self._seq += 1
             seq = self._seq
-            earlier = self._pending.get(write.task_id)
-            self._pending[write.task_id] = (seq, coalesce([earlier[1], write])[0] if earlier else write)
+            if write.state == SENT:
+                # Only a task's first write needs showing to readers here: once Redis has a
+                # record, readers use it. (Worker writes skip this: it is their hot path.)
+                self._pending[write.task_id] = (seq, write)
         try:
             self.queue.put_nowait((seq, write))
         except queue.Full:
@@ -113,12 +115,14 @@ class RecordWriter:
             return False
 
     def pending(self, task_id: str) -> RecordWrite | None:
-        """The writes for ``task_id`` still waiting to be written, folded into one."""
+        """The "sent" write for ``task_id`` if it is still waiting to be written."""
         entry = self._pending.get(task_id)
         return entry[1] if entry else None
 
     def _done_up_to(self, seq: int, batch: list[RecordWrite]) -> None:
         """Forget the pending writes of ``batch`` unless a later write came in since."""
+        if not self._pending:
+            return
         with self._pending_lock:
             for write in batch:
                 entry = self._pending.get(write.task_id)

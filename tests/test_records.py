@@ -276,3 +276,14 @@ def test_a_send_with_the_records_redis_down_still_sends_and_stops_trying_at_once
     # Handed to the thread instead, which fails in its turn and drops it (logged, not raised).
     assert writer.flush(timeout=10)
     assert writer.pending(second.id) is None
+
+
+def test_readers_overlay_a_sent_write_still_queued_only_when_redis_has_no_record():
+    from celery_ext.lookup import _with_pending
+
+    queued = RecordWrite("t1", "SENT", {"queued_at": "1796250000.5", "queue": "reports"})
+    record = _with_pending({}, queued)
+    assert record is not None and record.state == "SENT" and record.queue == "reports"
+    stored = {"state": "STARTED", "rank": "2", "started_at": "1796250001.0"}
+    assert _with_pending(stored, queued).state == "STARTED"  # Redis knows more: it wins
+    assert _with_pending({}, None) is None
