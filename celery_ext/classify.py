@@ -362,7 +362,8 @@ def _notes(f: _Facts, settings: FileIntelSettings) -> list[str]:
                 "for other clients (rpc:// replies go to the client that sent the task)."
             )
     if obs.unreadable is not None:
-        notes.append(f"A result is stored ({obs.stored_bytes} bytes), but {obs.unreadable}.")
+        size = f" ({obs.stored_bytes} bytes)" if obs.stored_bytes is not None else ""
+        notes.append(f"What Celery stored for this task{size} is not shown here: {obs.unreadable}.")
     if f.stored and f.phase.finished and f.expires_at is None and obs.ttl_s is None and obs.meta is not None:
         if f.expires_setting is None:
             notes.append("This result never expires (result_expires is off).")

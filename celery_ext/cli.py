@@ -162,6 +162,14 @@ timeout_option = click.option(
     help="Give up after this many seconds (0: check once, 'none': no limit). "
     "Default: the fileintel_wait_timeout setting (300).",
 )
+decode_pickle_option = click.option(
+    "--decode-pickle",
+    cls=CeleryOption,
+    is_flag=True,
+    help_group="Output Options",
+    help="Decode results stored as pickle (off by default: loading pickle runs code from "
+    "the store; only use it when you trust everyone who can write to the result backend).",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,6 +196,7 @@ def fileintel(ctx: click.Context, /, **kwargs: Any) -> None:
 @fileintel.command(cls=CeleryCommand, epilog=EXIT_EPILOG)
 @click.argument("task_id", callback=_validate_ids)
 @json_option
+@decode_pickle_option
 @click.pass_context
 @handle_preload_options
 def status(ctx: click.Context, task_id: str, as_json: bool, **kwargs: Any) -> None:
@@ -232,6 +241,7 @@ def status(ctx: click.Context, task_id: str, as_json: bool, **kwargs: Any) -> No
     help="Stream the full stored result (JSON) to FILE with bounded memory, whatever its size "
     "('-' for stdout).",
 )
+@decode_pickle_option
 @click.pass_context
 @handle_preload_options
 def result(
@@ -287,6 +297,7 @@ def result(
     help_group="Output Options",
     help="No progress bars; print one line per change on stderr instead.",
 )
+@decode_pickle_option
 @click.pass_context
 @handle_preload_options
 def wait(
@@ -483,6 +494,11 @@ class _Output:
             from celery import current_app
 
             self._app = current_app._get_current_object()
+        if self.ctx.params.get("decode_pickle") and not self._app.conf.get("fileintel_decode_pickle"):
+            from celery_ext.records import forget_store
+
+            self._app.conf.fileintel_decode_pickle = True  # --decode-pickle: for this run only
+            forget_store(self._app)
         return self._app
 
     @property

@@ -18,9 +18,10 @@ from celery import Celery
 from celery_ext.lookup import describe
 from celery_ext.records import backend_errors, store_for, unavailable
 from celery_ext.errors import FileIntelError
-from celery_ext.status import Phase, TaskStatus
+from celery_ext.status import Outcome, TaskStatus
+from celery_ext.verdict import sentence
 
-__all__ = ["ResultUnavailable", "stream_result", "CHUNK_SIZE"]
+__all__ = ["ResultUnavailable", "stream_result", "stream_raw", "CHUNK_SIZE"]
 
 CHUNK_SIZE = 1024 * 1024
 _TAIL = 64 * 1024
@@ -41,8 +42,8 @@ def stream_result(
 ) -> int:
     """Write the task's result as JSON to ``write`` in chunks; return the bytes written."""
     status = describe(app, task_id)
-    if status.phase is not Phase.SUCCEEDED or not status.result_available:
-        raise ResultUnavailable(status, _why(status))
+    if status.outcome not in (Outcome.OK, Outcome.TOO_LARGE):
+        raise ResultUnavailable(status, sentence(status))
     if status.result_info.inline:
         data = json.dumps(status.result, allow_nan=False, ensure_ascii=False).encode()
         for start in range(0, len(data), chunk_size):
@@ -53,18 +54,6 @@ def stream_result(
         return _stream_large(app, task_id, write, chunk_size, status)
     except backend_errors() as exc:
         raise unavailable(store, exc) from exc
-
-
-def _why(status: TaskStatus) -> str:
-    if status.phase is Phase.UNKNOWN:
-        return f"task {status.task_id} is unknown: there is no result to download"
-    if status.expired:
-        return f"the result of task {status.task_id} has expired or was evicted"
-    if status.phase in (Phase.FAILED, Phase.REVOKED):
-        return f"task {status.task_id} {status.phase.value}: it has no result, only an error"
-    if not status.phase.finished:
-        return f"task {status.task_id} is {status.phase.value}: its result is not ready yet"
-    return f"task {status.task_id} has no stored result ({status.result_info.reason})"
 
 
 def _stream_large(
@@ -87,13 +76,39 @@ def _stream_large(
             "raise fileintel_max_result_bytes to load it whole",
         )
     first, last = start + len(_RESULT_KEY), tail_start + end  # [first, last)
+    return _copy_range(client, key, first, last, write, chunk_size, status)
+
+
+def stream_raw(
+    app: Celery, task_id: str, write: Callable[[bytes], object], chunk_size: int = CHUNK_SIZE
+) -> int:
+    """Write what Celery stored for the task, byte for byte, whatever its serializer: the way
+    to get a result this reader does not decode (pickle). Nothing is decoded here."""
+    status = describe(app, task_id)
+    store = store_for(app)
+    if not status.result_available:
+        raise ResultUnavailable(status, sentence(status))
+    if not store.result_backend_is_redis:
+        raise ResultUnavailable(status, f"task {task_id}: raw downloads need a Redis result backend")
+    try:
+        client: Any = store.client()
+        key = store.meta_key(task_id)
+        return _copy_range(client, key, 0, int(client.strlen(key)), write, chunk_size, status)
+    except backend_errors() as exc:
+        raise unavailable(store, exc) from exc
+
+
+def _copy_range(
+    client: Any, key: bytes, first: int, last: int, write: Callable[[bytes], object], chunk_size: int, status: TaskStatus
+) -> int:
+    """Copy bytes [first, last) of ``key`` to ``write`` with GETRANGE, a chunk at a time."""
     written = 0
     position = first
     while position < last:
         stop = min(position + chunk_size, last)
         chunk = bytes(client.getrange(key, position, stop - 1))
         if not chunk:
-            raise ResultUnavailable(status, f"the result of task {task_id} disappeared while it was being read")
+            raise ResultUnavailable(status, f"the result of task {status.task_id} disappeared while it was being read")
         write(chunk)
         written += len(chunk)
         position += len(chunk)

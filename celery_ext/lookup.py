@@ -25,6 +25,7 @@ from typing import Any
 from celery import Celery, states
 
 from celery_ext.classify import Observation, build_status
+from celery_ext.decoding import PICKLE_REFUSED, NotDecoded, decode_stored, stores_pickle
 from celery_ext.ids import validate_task_id
 from celery_ext.records import (
     RecordStore,
@@ -150,7 +151,8 @@ def _from_script(
     app: Celery, task_id: str, reply: list[Any], now: datetime, expires: int | None, pending: RecordWrite | None
 ) -> Observation:
     size, pttl, payload, head, record_raw, silent = reply
-    meta, unreadable = _decode_meta(app, payload) if payload is not None else (None, None)
+    allow_pickle = store_for(app).settings.decode_pickle
+    meta, unreadable = _decode_meta(app, payload, allow_pickle) if payload is not None else (None, None)
     head_state = None
     if head is not None:
         match = _STATUS_IN_HEAD.search(head)
@@ -179,17 +181,12 @@ def _with_pending(fields: dict[str, str], pending: RecordWrite | None) -> TaskRe
     return TaskRecord.from_fields(fields)
 
 
-def _decode_meta(app: Celery, payload: bytes) -> tuple[Mapping[str, Any] | None, str | None]:
-    """The stored meta, or why it cannot be read here. Stored exceptions are not turned back
-    into classes (``decode``, not ``decode_result``: the latter imports and instantiates them)."""
+def _decode_meta(app: Celery, payload: bytes, allow_pickle: bool) -> tuple[Mapping[str, Any] | None, str | None]:
+    """The stored meta, or why it cannot be read here (pickle is refused unless allowed)."""
     try:
-        meta = app.backend.decode(payload)
-    except Exception as exc:
-        serializer = app.conf.result_serializer
-        return None, (
-            f"it cannot be decoded by this app (result_serializer={serializer!r}: "
-            f"{type(exc).__name__}); was it stored by an app with another serializer, pickle?"
-        )
+        meta = decode_stored(app, payload, allow_pickle=allow_pickle)
+    except NotDecoded as exc:
+        return None, str(exc)
     if not isinstance(meta, Mapping):
         return None, f"it decodes to a {type(meta).__name__}, not a Celery result"
     return meta, None
@@ -200,7 +197,11 @@ def _observe_generic(
 ) -> Observation:
     backend = app.backend
     meta: Mapping[str, Any] | None = None
-    if getattr(backend, "persistent", True) and hasattr(backend, "_get_task_meta_for"):
+    unreadable: str | None = None
+    if stores_pickle(app) and not store.settings.decode_pickle:
+        # Celery's own read would unpickle: do not read the result at all.
+        unreadable = PICKLE_REFUSED
+    elif getattr(backend, "persistent", True) and hasattr(backend, "_get_task_meta_for"):
         raw = backend._get_task_meta_for(task_id)
         if raw and raw.get("status") != states.PENDING:
             meta = dict(raw)
@@ -224,6 +225,7 @@ def _observe_generic(
         store.enabled,
         now,
         result_expires_s=result_expires_seconds(app),
+        unreadable=unreadable,
         backend_keeps_results=keeps_results,
     )
 

@@ -58,6 +58,9 @@ class FileIntelSettings:
     #: How much of a failure's traceback its record keeps (head and tail, in characters),
     #: so it can be read after the result has expired.
     traceback_max: int = 4096
+    #: Let readers (the CLI, Flower) decode results stored as pickle. Off by default: loading
+    #: pickle runs code from the store, and viewing a task must not be a way to run code.
+    decode_pickle: bool = False
 
 
 DEFAULTS: dict[str, Any] = {

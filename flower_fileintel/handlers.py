@@ -137,11 +137,14 @@ class _PluginMixin:
             raise ApiError(400, "invalid_argument", f"?{name}= must be a number >= {low:g}, not {raw!r}")
         return min(value, high) if high is not None else value
 
-    def download_url(self, task_id: str, page: bool = False) -> str:
+    def download_url(self, task_id: str, page: bool = False, raw: bool = False) -> str:
         from urllib.parse import quote
 
         quoted = quote(task_id, safe="")
-        path = f"/fileintel/task/{quoted}/download" if page else f"/api/fileintel/task/{quoted}/result/download"
+        if page:
+            path = f"/fileintel/task/{quoted}/{'raw' if raw else 'download'}"
+        else:
+            path = f"/api/fileintel/task/{quoted}/result/{'raw' if raw else 'download'}"
         return self.url_prefix_path(path)
 
 
@@ -228,6 +231,8 @@ class _JsonMixin(_PluginMixin):
                 max_result_bytes=self.plugin.settings.max_result_bytes,
                 download_url=self.download_url(status.task_id),
             )
+        if outcome is Outcome.NOT_READABLE and status.result_available:
+            extra.update(bytes=status.result_info.bytes, raw_url=self.download_url(status.task_id, raw=True))
         return ApiError(http_status, code, sentence(status), **extra)
 
 
@@ -324,10 +329,25 @@ class DownloadApiHandler(_JsonMixin, BaseApiHandler):
         await _stream_download(self, self.valid_id(task_id))
 
 
-async def _stream_download(handler: Any, task_id: str) -> None:
-    """Run ``stream_result`` in the download pool; each chunk is written and flushed on the
-    IOLoop before the next is read, so at most one chunk per transfer is in memory."""
-    from celery_ext.download import ResultUnavailable, stream_result
+class RawDownloadApiHandler(_JsonMixin, BaseApiHandler):
+    """``GET /api/fileintel/task/<id>/result/raw``: what Celery stored, byte for byte, as
+    ``application/octet-stream`` (for results this viewer does not decode, e.g. pickle)."""
+
+    route = "api_raw"
+
+    @web.authenticated
+    async def get(self, task_id: str) -> None:
+        await _stream_download(self, self.valid_id(task_id), raw=True)
+
+
+async def _stream_download(handler: Any, task_id: str, *, raw: bool = False) -> None:
+    """Run ``stream_result`` (or ``stream_raw``) in the download pool; each chunk is written
+    and flushed on the IOLoop before the next is read, so at most one chunk per transfer is
+    in memory."""
+    from celery_ext.download import ResultUnavailable, stream_raw, stream_result
+
+    stream = stream_raw if raw else stream_result
+    content_type, suffix = ("application/octet-stream", "bin") if raw else ("application/json; charset=UTF-8", "json")
 
     plugin: PluginState = handler.plugin
     loop = asyncio.get_running_loop()
@@ -339,8 +359,8 @@ async def _stream_download(handler: Any, task_id: str) -> None:
         if not started:
             started = True
             safe = _FILENAME_UNSAFE.sub("_", task_id)[:100] or "result"
-            handler.set_header("Content-Type", "application/json; charset=UTF-8")
-            handler.set_header("Content-Disposition", f'attachment; filename="{safe}.json"')
+            handler.set_header("Content-Type", content_type)
+            handler.set_header("Content-Disposition", f'attachment; filename="{safe}.{suffix}"')
             handler.set_header("Cache-Control", "no-store")
         handler.write(chunk)
         await handler.flush()
@@ -359,7 +379,7 @@ async def _stream_download(handler: Any, task_id: str) -> None:
 
     try:
         total = await loop.run_in_executor(
-            plugin.download_executor, stream_result, plugin.capp, task_id, write_from_thread
+            plugin.download_executor, stream, plugin.capp, task_id, write_from_thread
         )
     except ResultUnavailable as exc:
         status = exc.status
@@ -490,6 +510,7 @@ class TaskPageHandler(_PageMixin, BaseHandler):
             verdict=PAGE_BANNER[status.outcome],
             verdict_sentence=sentence(status),
             download_url=self.download_url(task_id, page=True),
+            raw_url=self.download_url(task_id, page=True, raw=True),
             flower_task_url=self.url_prefix_path(f"/task/{task_id}"),
             active_tab="fileintel",
         )
@@ -543,6 +564,16 @@ class PageDownloadHandler(_JsonPageMixin, BaseHandler):
     @web.authenticated
     async def get(self, task_id: str) -> None:
         await _stream_download(self, self.valid_id(task_id))
+
+
+class PageRawDownloadHandler(_JsonPageMixin, BaseHandler):
+    """``/fileintel/task/<id>/raw``: the page's raw download link (page auth)."""
+
+    route = "page_raw"
+
+    @web.authenticated
+    async def get(self, task_id: str) -> None:
+        await _stream_download(self, self.valid_id(task_id), raw=True)
 
 
 class _EventStreamMixin(_JsonPageMixin):

@@ -351,15 +351,17 @@ class LiveHub:
 
     def _board_update(self, task_id: str, data: Any) -> dict[str, Any] | None:
         """A board update from the message itself, or None if it needs a real read."""
+        from celery_ext.decoding import decode_stored
         from celery_ext.progress import PROGRESS_STATE, normalize_progress
+        from celery_ext.records import store_for
         from celery_ext.status import classify
 
         if not isinstance(data, (bytes, str)) or len(data) > SMALL_MESSAGE:
             return None
         try:
-            meta = self.capp.backend.decode(data)
+            meta = decode_stored(self.capp, data, allow_pickle=store_for(self.capp).settings.decode_pickle)
             state = meta["status"]
-        except Exception:
+        except Exception:  # refused (pickle), undecodable or not a meta: a real read says why
             return None
         phase = classify(state)
         progress = None

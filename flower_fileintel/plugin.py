@@ -184,10 +184,12 @@ ROUTE_NAMES: dict[str, tuple[str, str]] = {
     "fileintel-task-json": (r"/fileintel/task/([^/]+)/status\.json", "TaskPollHandler"),
     "fileintel-task-events": (r"/fileintel/task/([^/]+)/events", "TaskEventsHandler"),
     "fileintel-task-download": (r"/fileintel/task/([^/]+)/download", "PageDownloadHandler"),
+    "fileintel-task-raw": (r"/fileintel/task/([^/]+)/raw", "PageRawDownloadHandler"),
     "fileintel-static": (r"/fileintel/static/(.+)", "StaticHandler"),
     "fileintel-api-status": (r"/api/fileintel/task/([^/]+)", "StatusApiHandler"),
     "fileintel-api-result": (r"/api/fileintel/task/([^/]+)/result", "ResultApiHandler"),
     "fileintel-api-download": (r"/api/fileintel/task/([^/]+)/result/download", "DownloadApiHandler"),
+    "fileintel-api-raw": (r"/api/fileintel/task/([^/]+)/result/raw", "RawDownloadApiHandler"),
 }
 
 

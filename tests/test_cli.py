@@ -112,8 +112,8 @@ def test_result_of_a_failed_task_exits_1_with_the_error(app, worker):
 
 def test_result_of_a_revoked_task_exits_1(app, worker):
     task_id = str(uuid.uuid4())
-    app.control.revoke(task_id)
-    time.sleep(0.3)  # let the broadcast reach the worker before the task does
+    # reply=True waits for the worker to confirm: it holds the id before the task arrives.
+    assert app.control.revoke(task_id, reply=True, timeout=10, limit=1), "the worker did not confirm the revoke"
     proj.add.apply_async((1, 2), task_id=task_id)
     wait_for(app, task_id, lambda s: s.phase.value == "revoked", timeout=30)
     run = fileintel("result", task_id)

@@ -66,8 +66,10 @@ def test_failed_has_type_message_and_traceback(app, worker):
 
 def test_revoked(app, worker):
     task_id = str(uuid.uuid4())
-    app.control.revoke(task_id)
-    time.sleep(0.3)  # let the broadcast reach the worker before the task does
+    # reply=True waits for the worker to confirm: it holds the id before the task arrives
+    # (a fixed sleep lost that race on a loaded machine).
+    replies = app.control.revoke(task_id, reply=True, timeout=10, limit=1)
+    assert replies, "the worker did not confirm the revoke"
     proj.add.apply_async((1, 2), task_id=task_id)
     status = wait_for_phase(app, task_id, "revoked")
     assert status.state == "REVOKED"
