@@ -272,16 +272,8 @@ def reset_app_connections(app: Any) -> None:
 
     After a Redis restart Celery's result consumer keeps a dead pub/sub connection, and
     ``AsyncResult.get()`` then waits for its whole timeout; the next test must start clean.
-    Publishing re-establishes broker connections by itself, but a pooled connection that
-    *consumes* (a control broadcast waiting for replies) fails on its dead socket: the
-    broker pool is emptied too.
+    Broker connections need no help: kombu re-establishes them when publishing.
     """
-    from kombu import pools
-
-    with contextlib.suppress(Exception):
-        pools.reset()  # closes every pooled connection and forgets the pools
-    app._pool = None  # the next use builds a new pool
-    app.amqp._producer_pool = None
     backend = app._backend
     if backend is not None:
         consumer = getattr(backend, "result_consumer", None)

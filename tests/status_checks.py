@@ -47,3 +47,12 @@ def wait_for(app: Any, task_id: str, predicate: Any, timeout: float = 10.0) -> T
 
 def wait_for_phase(app: Any, task_id: str, phase: str, timeout: float = 10.0) -> TaskStatus:
     return wait_for(app, task_id, lambda s: s.phase.value == phase, timeout)
+
+
+def revoke_confirmed(app: Any, task_id: str, **options: Any) -> None:
+    """Revoke ``task_id`` and wait until a worker confirms it holds the id (a fixed sleep
+    loses that race on a loaded machine). On a connection of its own: a pooled one may be
+    dead after a test simulated a Redis outage, and waiting for replies reads from it."""
+    with app.connection_for_write() as connection:
+        replies = app.control.revoke(task_id, connection=connection, reply=True, timeout=10, limit=1, **options)
+    assert replies, f"no worker confirmed the revoke of {task_id}"

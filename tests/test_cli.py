@@ -21,7 +21,7 @@ import pytest
 from celery_ext.records import meta_key
 from tests import harness, proj
 from tests.conftest import run_celery, start_celery
-from tests.status_checks import check_document, wait_for
+from tests.status_checks import check_document, revoke_confirmed, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -112,8 +112,7 @@ def test_result_of_a_failed_task_exits_1_with_the_error(app, worker):
 
 def test_result_of_a_revoked_task_exits_1(app, worker):
     task_id = str(uuid.uuid4())
-    # reply=True waits for the worker to confirm: it holds the id before the task arrives.
-    assert app.control.revoke(task_id, reply=True, timeout=10, limit=1), "the worker did not confirm the revoke"
+    revoke_confirmed(app, task_id)  # the worker holds the id before the task arrives
     proj.add.apply_async((1, 2), task_id=task_id)
     wait_for(app, task_id, lambda s: s.phase.value == "revoked", timeout=30)
     run = fileintel("result", task_id)

@@ -13,7 +13,7 @@ import celery_ext
 from celery_ext import BackendUnavailable, InvalidTaskId
 from celery_ext.records import store_for
 from tests import proj
-from tests.status_checks import describe_checked, wait_for, wait_for_phase
+from tests.status_checks import describe_checked, revoke_confirmed, wait_for, wait_for_phase
 
 pytestmark = pytest.mark.integration
 
@@ -66,10 +66,7 @@ def test_failed_has_type_message_and_traceback(app, worker):
 
 def test_revoked(app, worker):
     task_id = str(uuid.uuid4())
-    # reply=True waits for the worker to confirm: it holds the id before the task arrives
-    # (a fixed sleep lost that race on a loaded machine).
-    replies = app.control.revoke(task_id, reply=True, timeout=10, limit=1)
-    assert replies, "the worker did not confirm the revoke"
+    revoke_confirmed(app, task_id)  # the worker holds the id before the task arrives
     proj.add.apply_async((1, 2), task_id=task_id)
     status = wait_for_phase(app, task_id, "revoked")
     assert status.state == "REVOKED"

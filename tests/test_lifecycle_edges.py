@@ -18,7 +18,7 @@ from celery_ext.records import forget_store, store_for
 from celery_ext.status import Outcome, Phase
 from tests import proj
 from tests.harness import run_celery
-from tests.status_checks import describe_checked, wait_for, wait_for_phase
+from tests.status_checks import describe_checked, revoke_confirmed, wait_for, wait_for_phase
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +117,7 @@ def test_a_task_revoked_while_running_keeps_its_runtime_and_progress(app, subpro
     result = proj.progress_steps.delay(2, 0.05, hold=60)
     wait_for(app, result.id, lambda s: s.progress is not None and s.progress.percent == 100.0, timeout=20)
     time.sleep(0.3)
-    app.control.revoke(result.id, terminate=True, signal="SIGKILL")
+    revoke_confirmed(app, result.id, terminate=True, signal="SIGKILL")
     status = wait_for_phase(app, result.id, "revoked", timeout=20)
     assert status.outcome is Outcome.REVOKED
     status = wait_for(app, result.id, lambda s: s.runtime_s is not None, timeout=5)

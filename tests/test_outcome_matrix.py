@@ -17,7 +17,7 @@ from celery_ext.status import Outcome, Phase
 from flower_fileintel.testing import FlowerServer, http_get
 from tests import proj
 from tests.harness import run_celery
-from tests.status_checks import wait_for
+from tests.status_checks import revoke_confirmed, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -73,7 +73,7 @@ def test_every_outcome_reads_the_same_at_every_edge(app, small_results, redis_cl
     ids[Outcome.REVOKED] = running.id
 
     wait_for(app, running.id, lambda s: s.phase is Phase.RUNNING, timeout=30)
-    app.control.revoke(running.id, terminate=True, signal="SIGKILL")
+    revoke_confirmed(app, running.id, terminate=True, signal="SIGKILL")
     for outcome in (Outcome.OK, Outcome.FAILED, Outcome.NO_RESULT, Outcome.TOO_LARGE, Outcome.EVICTED, Outcome.EXPIRED, Outcome.REVOKED):
         _settled(app, ids[outcome])
     redis_client.delete(meta_key(app, ids[Outcome.EVICTED]))
