@@ -65,13 +65,15 @@ EXIT_EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {int(c):>3}  {text}" for c, te
 
 # Sub-commands other modules provide, imported only when asked for (help, or their name).
 _LAZY_COMMANDS = {
+    "doctor": ("celery_ext.doctor", "doctor"),
     "flower": ("flower_fileintel.command", "flower"),
     "demo": ("flower_fileintel.demo", "demo"),
 }
 
 
 class FileIntelGroup(click.Group):
-    """The ``fileintel`` group; ``flower`` and ``demo`` load on demand and vanish if broken."""
+    """The ``fileintel`` group; ``doctor``, ``flower`` and ``demo`` load on demand (and vanish
+    if broken), so ``celery`` itself stays fast."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
