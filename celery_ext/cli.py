@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -145,14 +145,13 @@ def _validate_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any
     return value
 
 
-json_option = click.option(
-    "-j",
-    "--json",
-    "as_json",
-    cls=CeleryOption,
-    is_flag=True,
-    help_group="Output Options",
-    help="Print the fileintel.task-status/1 JSON document on stdout (JSON Lines for several ids).",
+def _json_option(help: str) -> Callable[[Any], Any]:
+    return click.option("-j", "--json", "as_json", cls=CeleryOption, is_flag=True, help_group="Output Options", help=help)
+
+
+json_option = _json_option("Print the fileintel.task-status/1 JSON document on stdout.")
+json_lines_option = _json_option(
+    "Print each task's fileintel.task-status/1 document on stdout, one per line (JSON Lines)."
 )
 timeout_option = click.option(
     "-t",
@@ -215,7 +214,8 @@ def status(ctx: click.Context, task_id: str, as_json: bool, **kwargs: Any) -> No
             out.json(task.to_dict())
         else:
             out.stdout(_summary(task, out.app))
-        out.expiry_warning(task)
+        if as_json or not task.expired:  # the summary's notes already say when it expired
+            out.expiry_warning(task)
     ctx.exit(ExitCode.OK)
 
 
@@ -291,7 +291,7 @@ def result(
 @fileintel.command(cls=CeleryCommand, epilog=EXIT_EPILOG)
 @click.argument("task_ids", nargs=-1, required=True, callback=_validate_ids)
 @timeout_option
-@json_option
+@json_lines_option
 @click.option(
     "--no-progress",
     cls=CeleryOption,

@@ -42,7 +42,7 @@ class BackendUnavailable(FileIntelError):
 
     def __init__(self, url: str, reason: str) -> None:
         self.url = redact_url(url)
-        self.reason = reason
+        self.reason = reason = reason.rstrip(". ")  # redis-py's own messages end with "."
         super().__init__(
             f"cannot reach the result backend at {self.url}: {reason}. "
             "Check that Redis is running and that the URL is right."
