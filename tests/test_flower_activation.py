@@ -146,7 +146,7 @@ def test_self_check_names_what_is_missing(monkeypatch):
 
 
 def test_the_command_stops_with_the_self_check_message(monkeypatch):
-    from celery.bin.base import CeleryCommandException
+    from celery.exceptions import CeleryCommandException
 
     import flower_fileintel.compat as compat
     from flower_fileintel.command import EX_CONFIG, flower
