@@ -16,6 +16,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+#: The package version: the one place it is written (pyproject.toml reads it from here).
+__version__ = "0.1.0"
+
 __all__ = [
     "install",
     "FileIntelTask",

@@ -20,7 +20,9 @@ import sys
 from typing import Any
 
 import click
-from celery.bin.base import CeleryCommand, CeleryCommandException
+from celery.bin.base import CeleryCommand
+# Its home in every supported Celery; celery.bin.base re-exports it only in newer ones (not 5.3).
+from celery.exceptions import CeleryCommandException
 
 __all__ = ["flower", "build_flower"]
 
@@ -98,9 +100,12 @@ def flower(ctx: click.Context, tornado_argv: tuple[str, ...]) -> None:
     atexit.register(flower_app.stop)
     signal.signal(signal.SIGTERM, flower_command.sigterm_handler)
 
-    port = flower_app.start_http_server()
+    # Flower 2.1+ binds before start() and its banner shows the port it got; Flower 2.0 has
+    # no start_http_server (start() binds) and its banner shows the configured port.
+    start_http_server = getattr(flower_app, "start_http_server", None)
+    port = (start_http_server(),) if start_http_server else ()
     if not ctx.obj.quiet:
-        flower_command.print_banner(capp, "ssl_options" in settings, port)
+        flower_command.print_banner(capp, "ssl_options" in settings, *port)
         prefix = f"/{options.url_prefix.strip('/')}" if options.url_prefix else ""
         logger.info("flower-fileintel pages: %s/fileintel", prefix)
     try:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 __all__ = ["FlowerIncompatible", "check_flower", "flower_version", "SUPPORTED"]
 
-#: The Flower versions this plugin is tested with.
-SUPPORTED = ">=2.0,<3"
+#: The Flower versions this plugin is tested with (noxfile.py; the same range as pyproject.toml).
+SUPPORTED = ">=2.0.1,<2.3"
 
 
 class FlowerIncompatible(RuntimeError):

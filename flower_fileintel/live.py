@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
+from celery_ext._compat import aclose
 from flower_fileintel import metrics
 
 if TYPE_CHECKING:
@@ -302,9 +303,9 @@ class LiveHub:
             finally:
                 self._set_connected(False)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await aclose(pubsub)
                 with contextlib.suppress(Exception):
-                    await client.aclose()
+                    await aclose(client)
             if self._stopping:
                 return
             await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))

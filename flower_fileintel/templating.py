@@ -13,12 +13,14 @@ from typing import Any
 
 from tornado.escape import xhtml_escape
 
-__all__ = ["navbar_with_link", "NAV_MARKER"]
+__all__ = ["navbar_with_link", "NAV_MARKER", "NAV_MARKERS"]
 
 logger = logging.getLogger(__name__)
 
-#: Flower's primary navigation list (flower/templates/navbar.html, Flower 2.x).
+#: Flower's primary navigation list (flower/templates/navbar.html, Flower 2.1 and 2.2).
 NAV_MARKER = b'<ul class="app-nav navbar-nav">'
+#: Every form of that list we know, newest first: Flower 2.0's navbar has the older class.
+NAV_MARKERS = (NAV_MARKER, b'<ul class="navbar-nav mr-auto">')
 
 
 def navbar_with_link(handler: Any, active_tab: str | None) -> bytes:
@@ -27,7 +29,7 @@ def navbar_with_link(handler: Any, active_tab: str | None) -> bytes:
         href = handler.reverse_url("fileintel-board")
     except Exception:  # routes not installed in this app
         return original
-    start = original.find(NAV_MARKER)
+    start = next((i for i in map(original.find, NAV_MARKERS) if i >= 0), -1)
     end = original.find(b"</ul>", start) if start >= 0 else -1
     if end < 0:
         return original

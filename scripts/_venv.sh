@@ -1,6 +1,6 @@
 # Sourced by scripts/test and scripts/demo: make sure .venv exists and has the package
 # installed with the given extra, reinstalling only when pyproject.toml or setup.cfg changed.
-# Needs only Python 3.11+ on the machine.
+# Needs only Python 3.10+ on the machine (the oldest version the matrix in noxfile.py tests).
 
 venv=.venv
 
@@ -14,15 +14,15 @@ ensure_venv() {
     local test_marker="$venv/.fileintel-test-deps"
     if [ ! -x "$venv/bin/python" ]; then
         local python=""
-        for candidate in "${PYTHON:-}" python3 python3.13 python3.12 python3.11; do
+        for candidate in "${PYTHON:-}" python3 python3.13 python3.12 python3.11 python3.10; do
             if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1 \
-                && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+                && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
                 python="$candidate"
                 break
             fi
         done
         if [ -z "$python" ]; then
-            say "Python 3.11 or newer is needed to create $venv (set PYTHON=/path/to/python3.11)."
+            say "Python 3.10 or newer is needed to create $venv (set PYTHON=/path/to/python3.10)."
             exit 1
         fi
         say "creating $venv with $python"

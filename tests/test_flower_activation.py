@@ -146,7 +146,7 @@ def test_self_check_names_what_is_missing(monkeypatch):
 
 
 def test_the_command_stops_with_the_self_check_message(monkeypatch):
-    from celery.bin.base import CeleryCommandException
+    from celery.exceptions import CeleryCommandException
 
     import flower_fileintel.compat as compat
     from flower_fileintel.command import EX_CONFIG, flower
@@ -203,12 +203,14 @@ class _FakeHandler:
 
 
 def test_navbar_link_is_added_only_where_flowers_navbar_is_as_expected():
-    from flower_fileintel.templating import NAV_MARKER, navbar_with_link
+    from flower_fileintel.templating import NAV_MARKER, NAV_MARKERS, navbar_with_link
 
+    for marker in NAV_MARKERS:  # Flower 2.2's navbar and Flower 2.0's
+        html = marker + b"<li>Workers</li></ul><ul>other</ul>"
+        out = navbar_with_link(_FakeHandler(html), "workers")
+        assert out.count(b'href="/fileintel"') == 1
+        assert out.index(b"File intel") < out.index(b"</ul>")  # inside the primary list
     expected = NAV_MARKER + b"<li>Workers</li></ul><ul>other</ul>"
-    out = navbar_with_link(_FakeHandler(expected), "workers")
-    assert out.count(b'href="/fileintel"') == 1
-    assert out.index(b"File intel") < out.index(b"</ul>")  # inside the primary list
     changed = b'<ul class="something-new"><li>Workers</li></ul>'
     assert navbar_with_link(_FakeHandler(changed), "workers") == changed
     assert navbar_with_link(_FakeHandler(expected, reversible=False), "workers") == expected

@@ -215,7 +215,9 @@ def sentinel_url(redis_server, tmp_path):
         deadline = time.monotonic() + 10
         while True:
             try:
-                if redis.Redis(port=port).sentinel_get_master_addr_by_name("fileintel"):
+                # The raw command: redis-py 6.4's sentinel_get_master_addr_by_name() raises a
+                # TypeError in its own reply parser.
+                if redis.Redis(port=port).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "fileintel"):
                     break
             except redis.RedisError:
                 pass
