@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from celery_ext.settings import FileIntelSettings
     from celery_ext.status import Progress, TaskStatus
 
-__all__ = ["fileintel", "ExitCode", "EXIT_CODES", "FileIntelGroup"]
+__all__ = ["fileintel", "ExitCode", "EXIT_CODES", "FileIntelGroup", "COMMANDS_ENTRY_POINT_GROUP"]
 
 
 class ExitCode(enum.IntEnum):
@@ -63,47 +63,55 @@ EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
 
 EXIT_EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {int(c):>3}  {text}" for c, text in EXIT_CODES)
 
-# Sub-commands other modules provide, imported only when asked for (help, or their name).
-_LAZY_COMMANDS = {
-    "doctor": ("celery_ext.doctor", "doctor"),
-    "flower": ("flower_fileintel.command", "flower"),
-    "demo": ("flower_fileintel.demo", "demo"),
-}
+#: The entry-point group sub-commands join ``fileintel`` through, as ``celery`` finds its own
+#: plugins in ``celery.commands``. ``doctor`` registers here like ``flower`` and ``demo`` (from
+#: ``flower_fileintel``), so this module names no other package.
+COMMANDS_ENTRY_POINT_GROUP = "fileintel.commands"
+
+
+def _command_entry_points() -> dict[str, Any]:
+    """The registered sub-commands by name (metadata only: nothing is imported yet)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=COMMANDS_ENTRY_POINT_GROUP)}
 
 
 class FileIntelGroup(click.Group):
-    """The ``fileintel`` group; ``doctor``, ``flower`` and ``demo`` load on demand (and vanish
-    if broken), so ``celery`` itself stays fast."""
+    """The ``fileintel`` group. Sub-commands registered in the ``fileintel.commands`` entry-point
+    group load on demand (and are left out if broken), so ``celery`` itself stays fast."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._lazy_loaded: dict[str, click.Command | None] = {}
+        self._registered: dict[str, Any] | None = None
+        self._loaded: dict[str, click.Command | None] = {}
 
-    def _load_lazy(self, name: str) -> click.Command | None:
-        if name not in self._lazy_loaded:
-            module_name, attr = _LAZY_COMMANDS[name]
-            command: click.Command | None
+    def _registered_names(self) -> dict[str, Any]:
+        if self._registered is None:
+            self._registered = _command_entry_points()
+        return self._registered
+
+    def _load(self, name: str) -> click.Command | None:
+        if name not in self._loaded:
+            command: Any
             try:
-                import importlib
-
-                command = getattr(importlib.import_module(module_name), attr)
-            except Exception:  # not installed, or broken: leave it out rather than fail
+                command = self._registered_names()[name].load()
+            except Exception:  # its package is not installed, or broken: leave it out
                 import logging
 
                 logging.getLogger(__name__).debug("fileintel %s is unavailable", name, exc_info=True)
                 command = None
-            self._lazy_loaded[name] = command if isinstance(command, click.Command) else None
-        return self._lazy_loaded[name]
+            self._loaded[name] = command if isinstance(command, click.Command) else None
+        return self._loaded[name]
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(super().list_commands(ctx))
-        names.update(name for name in _LAZY_COMMANDS if self._load_lazy(name) is not None)
+        names.update(name for name in self._registered_names() if self._load(name) is not None)
         return sorted(names)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
-        if command is None and cmd_name in _LAZY_COMMANDS:
-            command = self._load_lazy(cmd_name)
+        if command is None and cmd_name in self._registered_names():
+            command = self._load(cmd_name)
         return command
 
 

@@ -304,23 +304,44 @@ def test_help_has_the_exit_code_table(app, command):
         assert f"{int(code):>3}  {meaning}" in result.stdout
 
 
-def test_lazy_subcommands_are_omitted_when_they_cannot_be_imported(monkeypatch):
-    monkeypatch.setattr(cli, "_LAZY_COMMANDS", {"ghost": ("no_such_module_anywhere", "ghost")})
+def _registered(monkeypatch, **commands):
+    """Pretend these entry points (name -> "module:attr") are all the group registers."""
+    from importlib.metadata import EntryPoint
+
+    eps = {name: EntryPoint(name, value, cli.COMMANDS_ENTRY_POINT_GROUP) for name, value in commands.items()}
+    monkeypatch.setattr(cli, "_command_entry_points", lambda: eps)
+
+
+def test_subcommands_that_cannot_be_imported_are_omitted(monkeypatch):
+    _registered(monkeypatch, ghost="no_such_module_anywhere:ghost")
     group = cli.FileIntelGroup(name="g")
     ctx = click.Context(group)
     assert "ghost" not in group.list_commands(ctx)
     assert group.get_command(ctx, "ghost") is None
 
 
-def test_lazy_subcommands_load_on_demand(monkeypatch):
+def test_subcommands_load_on_demand_from_their_entry_point(monkeypatch):
     module = type(sys)("fake_fileintel_plugin")
     module.extra = click.Command("extra", callback=lambda: None)
     monkeypatch.setitem(sys.modules, "fake_fileintel_plugin", module)
-    monkeypatch.setattr(cli, "_LAZY_COMMANDS", {"extra": ("fake_fileintel_plugin", "extra")})
+    _registered(monkeypatch, extra="fake_fileintel_plugin:extra")
     group = cli.FileIntelGroup(name="g")
     ctx = click.Context(group)
     assert group.get_command(ctx, "extra") is module.extra
     assert "extra" in group.list_commands(ctx)
+
+
+def test_the_installed_package_registers_its_subcommands():
+    """doctor, flower and demo come from the entry-point group, not from names in cli.py."""
+    registered = cli._command_entry_points()
+    assert {name: ep.value for name, ep in registered.items() if name in ("doctor", "flower", "demo")} == {
+        "doctor": "celery_ext.doctor:doctor",
+        "flower": "flower_fileintel.command:flower",
+        "demo": "flower_fileintel.demo:demo",
+    }
+    group = cli.fileintel
+    ctx = click.Context(group)
+    assert {"doctor", "flower", "demo", "status", "result", "wait"} <= set(group.list_commands(ctx))
 
 
 def test_importing_the_plugin_stays_light():
