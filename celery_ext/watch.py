@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from celery_ext.errors import BackendUnavailable, FileIntelError
+from celery_ext.push import CONNECT_TIMEOUT, Backoff, Message, parse_message, supports_push
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -63,8 +64,6 @@ SAFETY_INTERVAL = 120.0
 POLL_INITIAL = 0.2
 #: Longest delay (seconds) between polls and between reconnect attempts.
 POLL_CAP = 5.0
-#: Longest wait (seconds) for Redis to open the pub/sub connection; also bounded by the deadline.
-CONNECT_TIMEOUT = 5.0
 
 _sleep = time.sleep  # one seam for tests
 
@@ -175,7 +174,7 @@ def wait(
         return WaitResult({}, timeout=timeout, elapsed_s=0.0)
     deadline = None if timeout is None else started + timeout
     # timeout=0 reads once: no subscription to set up and tear down.
-    push = timeout != 0 and _supports_push(app)
+    push = timeout != 0 and supports_push(app)
     source = _make_source(app, push, clock)
     recheck_running = store_for(app).settings.lost_after / 2
     last_read = started
@@ -184,7 +183,7 @@ def wait(
     fingerprints: dict[str, tuple[Any, ...]] = {}
     pending = list(ids)
     to_read: set[str] = set(ids)
-    retry = _Backoff()
+    retry = _backoff()
     down_since: float | None = None
 
     def remaining() -> float | None:
@@ -297,7 +296,7 @@ class _PollSource:
     connected = True
 
     def __init__(self) -> None:
-        self._backoff = _Backoff()
+        self._backoff = _backoff()
 
     def open(self, task_ids: list[str], timeout: float | None) -> None:
         self.connected = True
@@ -319,13 +318,13 @@ class _PushSource:
     """Redis result backends: one pub/sub connection, SUBSCRIBEd to each task's meta channel."""
 
     def __init__(self, app: Celery, clock: Callable[[], float] = time.monotonic) -> None:
+        from celery_ext.push import Subscriber
+
         self.app = app
         self._clock = clock
         self.connected = False
-        self._pubsub: Any = None
-        self._client: Any = None
-        self._owns_client = False
-        self._channels: dict[bytes, str] = {}
+        self._subscriber = Subscriber(app)
+        self._waited: set[str] = set()
         self._early: set[str] = set()
         self._next_safety = 0.0
 
@@ -333,28 +332,27 @@ class _PushSource:
         from celery_ext.records import meta_key
 
         self.close()
-        self._channels = {meta_key(self.app, task_id): task_id for task_id in task_ids}
+        self._waited = set(task_ids)
         self._early = set()
         try:
-            self._client, self._owns_client = _pubsub_client(self.app, timeout)
-            self._pubsub = self._client.pubsub()
-            self._pubsub.subscribe(*self._channels)
+            self._subscriber.connect(timeout)
+            self._subscriber.subscribe(meta_key(self.app, task_id) for task_id in task_ids)
             # Only once Redis has confirmed every SUBSCRIBE is a following read race-free.
             confirmed = 0
             deadline = None if timeout is None else self._clock() + max(timeout, 0.05)
             limit = CONNECT_TIMEOUT if timeout is None else min(CONNECT_TIMEOUT, max(timeout, 0.05))
             give_up = self._clock() + limit
-            while confirmed < len(self._channels):
+            while confirmed < len(task_ids):
                 now = self._clock()
                 if now >= give_up or (deadline is not None and now >= deadline):
                     raise TimeoutError("Redis did not confirm the subscription in time")
-                message = self._pubsub.get_message(timeout=give_up - now)
+                message = self._subscriber.get_raw(timeout=give_up - now)
                 if message is None:
                     continue
                 if message["type"] == "subscribe":
                     confirmed += 1
-                elif message["type"] == "message":
-                    self._note(message, self._early)
+                else:
+                    self._note(parse_message(self.app, message), self._early)
         except Exception as exc:  # redis ConnectionError/TimeoutError, OSError
             self.close()
             raise _unavailable(self.app, exc) from exc
@@ -371,11 +369,10 @@ class _PushSource:
             return set(task_ids)
         block = self._next_safety - now if timeout is None else min(timeout, self._next_safety - now)
         try:
-            message = self._pubsub.get_message(timeout=block)
+            message = self._subscriber.get_raw(timeout=block)
             while message is not None:
-                if message["type"] == "message":
-                    self._note(message, woke)
-                message = self._pubsub.get_message(timeout=0)
+                self._note(parse_message(self.app, message), woke)
+                message = self._subscriber.get_raw(timeout=0)
         except Exception as exc:
             self.close()
             raise _unavailable(self.app, exc) from exc
@@ -389,43 +386,19 @@ class _PushSource:
 
     def close(self) -> None:
         self.connected = False
-        pubsub, self._pubsub = self._pubsub, None
-        client, self._client = self._client, None
-        if pubsub is not None:
-            try:
-                # Closing the socket drops every subscription at once: no UNSUBSCRIBE round trips.
-                pubsub.close()
-            except Exception:  # already broken: nothing left to release
-                logger.debug("closing the pub/sub connection failed", exc_info=True)
-        if client is not None and self._owns_client:
-            try:
-                client.connection_pool.disconnect()
-            except Exception:
-                logger.debug("closing the pub/sub connection pool failed", exc_info=True)
+        self._subscriber.close()
 
-    def _note(self, message: dict[str, Any], into: set[str]) -> None:
-        task_id = self._channels.get(message["channel"])
-        if task_id is not None:
-            into.add(task_id)
+    def _note(self, message: Message | None, into: set[str]) -> None:
+        if message is not None and message.task_id in self._waited:
+            into.add(message.task_id)
 
 
 # --- helpers -----------------------------------------------------------------------------
 
 
-class _Backoff:
-    """0.2 s, then x1.6 per step up to 5 s, each with +-20 % jitter so waiters spread out."""
-
-    def __init__(self, initial: float = POLL_INITIAL, cap: float = POLL_CAP, factor: float = 1.6) -> None:
-        self.initial, self.cap, self.factor = initial, cap, factor
-        self._current = initial
-
-    def next(self) -> float:
-        delay = self._current * random.uniform(0.8, 1.2)
-        self._current = min(self.cap, self._current * self.factor)
-        return min(delay, self.cap)
-
-    def reset(self) -> None:
-        self._current = self.initial
+def _backoff() -> Backoff:
+    """Between polls and reconnect attempts: 0.2 s growing to 5 s."""
+    return Backoff(POLL_INITIAL, POLL_CAP)
 
 
 def _unique(task_ids: list[str]) -> list[str]:
@@ -447,12 +420,6 @@ def _fingerprint(status: TaskStatus) -> tuple[Any, ...]:
     )
 
 
-def _supports_push(app: Celery) -> bool:
-    from celery.backends.redis import RedisBackend
-
-    return isinstance(app.backend, RedisBackend)
-
-
 def _backend_url(app: Celery) -> str:
     backend = app.backend
     url = getattr(backend, "url", None) or app.conf.result_backend or ""
@@ -463,32 +430,3 @@ def _unavailable(app: Celery, exc: BaseException) -> BackendUnavailable:
     if isinstance(exc, BackendUnavailable):
         return exc
     return BackendUnavailable(_backend_url(app), f"{type(exc).__name__}: {exc}")
-
-
-def _pubsub_client(app: Celery, timeout: float | None) -> tuple[Any, bool]:
-    """A redis client for pub/sub on the result backend's server, and whether we own it.
-
-    The backend's own client retries failed commands for seconds (redis-py's default policy);
-    the wait loop does its own retrying against its deadline, so ours fails fast. Pools we
-    cannot copy (Sentinel) are used as they are.
-    """
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    client = app.backend.client
-    pool = client.connection_pool
-    if type(pool) not in (redis.ConnectionPool, redis.BlockingConnectionPool):
-        return client, False
-    kwargs = dict(pool.connection_kwargs)
-    kwargs["retry"] = Retry(NoBackoff(), 0)
-    kwargs["retry_on_error"] = []
-    kwargs.pop("retry_on_timeout", None)
-    connect = kwargs.get("socket_connect_timeout") or CONNECT_TIMEOUT
-    if timeout is not None:
-        connect = min(connect, max(timeout, 0.05))
-    kwargs["socket_connect_timeout"] = min(connect, CONNECT_TIMEOUT)
-    kwargs["health_check_interval"] = 0  # no PINGs: the safety re-read covers a dead link
-    kwargs["socket_keepalive"] = True
-    own_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
-    return redis.Redis(connection_pool=own_pool), True

@@ -2,7 +2,8 @@
 
 Celery publishes every state change of a task (PROGRESS included) on the channel named like
 its result key. The hub PSUBSCRIBEs once to the pattern of all of them
-(``celery_ext.records.meta_channel_pattern``) with ``redis.asyncio`` on Flower's IOLoop, and:
+(``celery_ext.records.meta_channel_pattern``) through ``celery_ext.push.AsyncSubscriber`` on
+Flower's IOLoop (plain Redis and Sentinel alike; this module never opens Redis itself), and:
 
 - marks the task *dirty* for detail-page viewers and ``?wait=`` waiters of that task;
 - turns small PROGRESS / state messages into board updates without any Redis read;
@@ -21,11 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,19 +32,16 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from celery_ext._compat import aclose
 from flower_fileintel import metrics
 
 if TYPE_CHECKING:
+    from celery_ext.push import AsyncSubscriber, Message
     from celery_ext.status import TaskStatus
 
-__all__ = ["LiveHub", "TaskWatcher", "BoardWatcher", "async_redis_for_backend", "board_entry"]
+__all__ = ["LiveHub", "TaskWatcher", "BoardWatcher", "board_entry"]
 
 logger = logging.getLogger(__name__)
 
-#: Messages larger than this are not decoded on the IOLoop (a 200 MB result is published
-#: whole by Celery): the task is just marked dirty and re-read through describe().
-SMALL_MESSAGE = 64 * 1024
 #: The subscriber connection's Redis client name is this plus the Flower process id.
 CLIENT_NAME_PREFIX = "fileintel-live-"
 
@@ -107,43 +103,6 @@ class BoardWatcher:
         self.snapshot, self.updates = None, {}
         self.event.clear()
         return snapshot, updates
-
-
-def async_redis_for_backend(capp: Celery) -> Any | None:
-    """A ``redis.asyncio`` client for the result backend's Redis, or None if it is not Redis.
-
-    Built from the backend's own connection parameters, so URL, password, TLS and unix sockets
-    match what Celery uses. Sentinel and non-Redis backends get None: pages then poll.
-    """
-    from celery.backends.redis import RedisBackend, SentinelBackend
-
-    backend = capp.backend
-    if not isinstance(backend, RedisBackend) or isinstance(backend, SentinelBackend):
-        return None
-    import redis
-    import redis.asyncio as aioredis
-
-    params = dict(backend.connparams)
-    conn_class = params.pop("connection_class", None)
-    if conn_class is not None and issubclass(conn_class, redis.SSLConnection):
-        params["ssl"] = True
-    elif conn_class is not None and issubclass(conn_class, redis.UnixDomainSocketConnection):
-        params["unix_socket_path"] = params.pop("path", None)
-    params.pop("max_connections", None)
-    params.pop("retry_on_timeout", None)  # deprecated in redis-py 6; we reconnect ourselves
-    # The subscriber idles for long stretches: no read timeout (liveness is checked by PING).
-    params["socket_timeout"] = None
-    params["socket_connect_timeout"] = params.get("socket_connect_timeout") or 5.0
-    # Named, so `CLIENT LIST` shows which connection is the plugin's (one per Flower process).
-    params["client_name"] = f"{CLIENT_NAME_PREFIX}{os.getpid()}"
-    accepted = set(inspect.signature(aioredis.Redis.__init__).parameters)
-    params = {k: v for k, v in params.items() if k in accepted}
-    with contextlib.suppress(ImportError):
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        params["retry"] = Retry(NoBackoff(), 0)  # the hub does its own reconnecting
-    return aioredis.Redis(**params)
 
 
 class LiveHub:
@@ -265,83 +224,80 @@ class LiveHub:
         metrics.PUBSUB_CONNECTED.set(1 if value else 0)
 
     async def _subscriber(self) -> None:
+        from celery_ext.push import AsyncSubscriber, Backoff, supports_push
         from celery_ext.records import meta_channel_pattern
 
-        backoff = 0.5
+        if not supports_push(self.capp):
+            logger.info(
+                "flower-fileintel: the result backend is not Redis; "
+                "live pages poll instead of receiving pushed updates"
+            )
+            return
+        backoff = Backoff(0.5, self.max_backoff_s, factor=2.0)
+        subscriber = AsyncSubscriber(self.capp, client_name=f"{CLIENT_NAME_PREFIX}{os.getpid()}")
         while not self._stopping:
-            client = async_redis_for_backend(self.capp)
-            if client is None:
-                logger.info(
-                    "flower-fileintel: the result backend is not a plain Redis server; "
-                    "live pages poll instead of receiving pushed updates"
-                )
-                return
-            self._client = client
-            pubsub = client.pubsub()
             try:
-                await pubsub.psubscribe(meta_channel_pattern(self.capp))
+                await subscriber.connect()
+                await subscriber.psubscribe(meta_channel_pattern(self.capp))
                 self.connections_opened += 1
                 self._set_connected(True)
-                backoff = 0.5
+                backoff.reset()
                 logger.debug("flower-fileintel: subscribed to task updates")
                 # At-most-once delivery: re-read everything watched after (re)connecting.
                 self._dirty.update(self.task_watchers)
                 self._board_refresh_wanted = bool(self.board_watchers)
                 self._wake.set()
-                await self._read(pubsub)
+                await self._read(subscriber)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 metrics.REDIS_ERRORS.labels("pubsub").inc()
+                delay = backoff.next()
                 if self.connected or self.last_error != str(exc):
                     logger.warning(
                         "flower-fileintel: the Redis pub/sub connection for live updates failed "
                         "(%s); pages fall back to polling; reconnecting in %.1f s",
-                        exc, backoff,
+                        exc, delay,
                     )
                 self.last_error = str(exc)
+            else:
+                delay = backoff.next()
             finally:
                 self._set_connected(False)
-                with contextlib.suppress(Exception):
-                    await aclose(pubsub)
-                with contextlib.suppress(Exception):
-                    await aclose(client)
+                await subscriber.close()
             if self._stopping:
                 return
-            await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
-            backoff = min(self.max_backoff_s, backoff * 2)
+            await asyncio.sleep(delay)
 
-    async def _read(self, pubsub: Any) -> None:
+    async def _read(self, subscriber: AsyncSubscriber) -> None:
+        from celery_ext.push import parse_message
+
         last_seen = time.monotonic()
         ping_sent: float | None = None
         while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+            raw = await subscriber.get_raw(timeout=1.0)
             now = time.monotonic()
-            if message is not None:
+            if raw is not None:
                 last_seen = now
                 ping_sent = None
-                if message.get("type") == "pmessage":
-                    self._on_message(message["channel"], message["data"])
+                message = parse_message(self.capp, raw)
+                if message is not None:
+                    self._on_message(message)
                 continue
             if ping_sent is not None and now - ping_sent > 5.0:
                 raise ConnectionError("no answer to PING within 5 s")
             if ping_sent is None and now - last_seen > self.ping_interval_s:
-                await pubsub.ping()
+                await subscriber.ping()
                 ping_sent = now
 
-    def _on_message(self, channel: bytes, data: Any) -> None:
-        from celery_ext.records import task_id_from_channel
-
+    def _on_message(self, message: Message) -> None:
         self.messages += 1
         metrics.LIVE_MESSAGES.inc()
-        try:
-            task_id = task_id_from_channel(self.capp, channel)
-        except ValueError:
-            return
+        task_id = message.task_id
         if task_id in self.task_watchers:
             self.mark_dirty(task_id)
         if self.board_watchers:
-            entry = self._board_update(task_id, data)
+            entry = self._board_update(message)
             if entry is None:
                 self._board_refresh_wanted = True
             else:
@@ -350,24 +306,16 @@ class LiveHub:
                     self._board_refresh_wanted = True
             self._wake.set()
 
-    def _board_update(self, task_id: str, data: Any) -> dict[str, Any] | None:
+    def _board_update(self, message: Message) -> dict[str, Any] | None:
         """A board update from the message itself, or None if it needs a real read."""
-        from celery_ext.decoding import decode_stored
-        from celery_ext.progress import PROGRESS_STATE, normalize_progress
-        from celery_ext.records import store_for
-        from celery_ext.status import classify
+        from celery_ext.push import decode_update
 
-        if not isinstance(data, (bytes, str)) or len(data) > SMALL_MESSAGE:
+        update = decode_update(self.capp, message)
+        if update is None:
             return None
-        try:
-            meta = decode_stored(self.capp, data, allow_pickle=store_for(self.capp).settings.decode_pickle)
-            state = meta["status"]
-        except Exception:  # refused (pickle), undecodable or not a meta: a real read says why
-            return None
-        phase = classify(state)
         progress = None
-        if state == PROGRESS_STATE:
-            p = normalize_progress(meta.get("result"))
+        if update.progress is not None:
+            p = update.progress
             if p.issues:
                 metrics.PROGRESS_CORRECTIONS.inc(len(p.issues))
             progress = {
@@ -379,10 +327,10 @@ class LiveHub:
                 "issues": list(p.issues),
             }
         return {
-            "task_id": task_id,
-            "phase": phase.value,
-            "state": state,
-            "ready": phase.settled,
+            "task_id": update.task_id,
+            "phase": update.phase.value,
+            "state": update.state,
+            "ready": update.phase.settled,
             "progress": progress,
         }
 

@@ -176,3 +176,40 @@ def postgres_url() -> str:
 @pytest.fixture
 def chromium_path() -> str:
     return harness.chromium_path()
+
+
+@pytest.fixture
+def sentinel_url(redis_server, tmp_path):
+    """A real Redis Sentinel (the same redis-server binary in sentinel mode) watching the
+    private server as master ``fileintel``."""
+    import subprocess
+    import time
+
+    from tests.harness import free_port, kill_process_tree
+
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor fileintel 127.0.0.1 {redis_server.port} 1\n"
+    )
+    proc = subprocess.Popen([redis_server.executable, str(conf), "--sentinel"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import redis
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                # The raw command: redis-py 6.4's sentinel_get_master_addr_by_name() raises a
+                # TypeError in its own reply parser.
+                if redis.Redis(port=port).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "fileintel"):
+                    break
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis sentinel did not start")
+            time.sleep(0.05)
+        yield f"sentinel://127.0.0.1:{port}/0"
+    finally:
+        kill_process_tree(proc)

@@ -591,18 +591,19 @@ def test_hub_reconnects_after_a_redis_outage_and_pushes_again(app, flower, redis
 
 
 def test_big_messages_are_not_decoded_on_the_ioloop(app):
-    from flower_fileintel.live import SMALL_MESSAGE, LiveHub
+    from celery_ext.push import SMALL_MESSAGE, Message
+    from flower_fileintel.live import LiveHub
 
     async def nothing(*args):
         return []
 
     hub = LiveHub(app, nothing, nothing)
     small = app.backend.encode({"status": "PROGRESS", "result": {"current": 1, "total": 4, "message": "m"}})
-    update = hub._board_update("t1", small)
+    update = hub._board_update(Message("t1", small))
     assert update["phase"] == "running" and update["progress"]["percent"] == 25.0
     big = app.backend.encode({"status": "SUCCESS", "result": "x" * (SMALL_MESSAGE + 1)})
-    assert hub._board_update("t2", big) is None  # the task is re-read through describe instead
-    assert hub._board_update("t3", b"not json at all") is None
+    assert hub._board_update(Message("t2", big)) is None  # the task is re-read through describe instead
+    assert hub._board_update(Message("t3", b"not json at all")) is None
 
 
 def test_board_lists_results_expiring_soon(app, worker, flower, redis_client):

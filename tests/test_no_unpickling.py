@@ -129,10 +129,11 @@ def test_no_flower_route_unpickles(stored):
 
 def test_live_updates_do_not_unpickle_pushed_messages(stored):
     """A pushed state change is decoded on the board's fast path: pickle is refused there too."""
+    from celery_ext.push import Message
     from flower_fileintel.live import LiveHub
 
     ids, canary = stored
     hub = LiveHub(pickle_proj.app, describe_many=lambda ids: [], board_snapshot=lambda: {})
     payload = pickle.dumps({"status": "PROGRESS", "result": {"current": pickle_proj.Canary(str(canary))}})
-    assert hub._board_update(ids["running"], payload) is None
+    assert hub._board_update(Message(ids["running"], payload)) is None
     assert not canary.exists()

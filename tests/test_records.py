@@ -193,42 +193,6 @@ def test_a_database_backend_keeps_records_on_the_redis_broker(redis_server, subp
     assert wait_for_phase(db_app, queued.id, "queued").queued_at is not None
 
 
-@pytest.fixture
-def sentinel_url(redis_server, tmp_path):
-    """A real Redis Sentinel (the same redis-server binary in sentinel mode) watching the
-    private server as master ``fileintel``."""
-    import subprocess
-
-    from tests.harness import free_port, kill_process_tree
-
-    port = free_port()
-    conf = tmp_path / "sentinel.conf"
-    conf.write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-        f"sentinel monitor fileintel 127.0.0.1 {redis_server.port} 1\n"
-    )
-    proc = subprocess.Popen([redis_server.executable, str(conf), "--sentinel"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        import redis
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                # The raw command: redis-py 6.4's sentinel_get_master_addr_by_name() raises a
-                # TypeError in its own reply parser.
-                if redis.Redis(port=port).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "fileintel"):
-                    break
-            except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis sentinel did not start")
-            time.sleep(0.05)
-        yield f"sentinel://127.0.0.1:{port}/0"
-    finally:
-        kill_process_tree(proc)
-
-
 def test_sentinel_urls_work_as_in_celery(app, worker, sentinel_url):
     sentinel_app = Celery("sentinel", broker=app.conf.broker_url, backend=sentinel_url, set_as_current=False)
     sentinel_app.conf.result_backend_transport_options = {"master_name": "fileintel"}

@@ -124,7 +124,7 @@ def test_malformed_ids_are_rejected_before_any_redis_call(app, monkeypatch):
 
 
 def test_polling_fallback_uses_the_same_loop(app, worker, monkeypatch):
-    monkeypatch.setattr(watch, "_supports_push", lambda app: False)
+    monkeypatch.setattr(watch, "supports_push", lambda app: False)
     sleeps = []
     real_sleep = time.sleep
     monkeypatch.setattr(watch, "_sleep", lambda s: (sleeps.append(s), real_sleep(s)))
@@ -136,7 +136,7 @@ def test_polling_fallback_uses_the_same_loop(app, worker, monkeypatch):
 
 
 def test_polling_fallback_respects_the_deadline(app, monkeypatch):
-    monkeypatch.setattr(watch, "_supports_push", lambda app: False)
+    monkeypatch.setattr(watch, "supports_push", lambda app: False)
     task_id = _queued(app)
     started = time.monotonic()
     outcome = celery_ext.wait(app, [task_id], timeout=0.7)
@@ -145,7 +145,7 @@ def test_polling_fallback_respects_the_deadline(app, monkeypatch):
 
 
 def test_backoff_grows_to_the_cap_with_jitter():
-    backoff = watch._Backoff()
+    backoff = watch._backoff()
     delays = [backoff.next() for _ in range(20)]
     assert 0.16 <= delays[0] <= 0.24
     assert max(delays) <= watch.POLL_CAP

@@ -113,7 +113,7 @@ def test_the_push_source_re_reads_everything_after_the_safety_interval():
 
     app = Celery("push", backend="redis://127.0.0.1:1/0", set_as_current=False)
     source = watch._PushSource(app, clock)
-    source._pubsub = QuietPubSub()
+    source._subscriber._pubsub = QuietPubSub()
     source._next_safety = clock.now + watch.SAFETY_INTERVAL
     assert source.wait([TID], 50.0) == set()  # a quiet connection: nothing to re-read yet
     assert source.wait([TID], None) == {TID}  # blocked until the safety interval, then re-read
