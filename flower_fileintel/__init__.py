@@ -18,15 +18,17 @@ __all__ = ["install", "routes", "check_flower", "FlowerIncompatible", "get_state
 
 _EXPORTS = {
     "install": "flower_fileintel.plugin",
-    "routes": "flower_fileintel.plugin",
-    "get_state": "flower_fileintel.plugin",
+    "routes": "flower_fileintel.urls",
+    "get_state": "flower_fileintel.state",
     "check_flower": "flower_fileintel.compat",
     "FlowerIncompatible": "flower_fileintel.compat",
 }
 
 if TYPE_CHECKING:
     from flower_fileintel.compat import FlowerIncompatible, check_flower
-    from flower_fileintel.plugin import get_state, install, routes
+    from flower_fileintel.plugin import install
+    from flower_fileintel.state import get_state
+    from flower_fileintel.urls import routes
 
 
 def __getattr__(name: str) -> Any:

@@ -37,7 +37,7 @@ from celery_ext.status import Outcome, TaskStatus
 from celery_ext.verdict import sentence
 
 from flower_fileintel import metrics
-from flower_fileintel.plugin import STATIC_DIR, PluginState, get_state
+from flower_fileintel.state import STATIC_DIR, PluginState, get_state
 
 __all__ = [
     "BoardPageHandler",

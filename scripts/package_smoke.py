@@ -62,7 +62,8 @@ def main(wheel_name: str) -> int:
 
     # Templates: every one compiles through the plugin's own loader, which also resolves the
     # Flower templates they extend (a missing file or a syntax error fails here).
-    from flower_fileintel.plugin import STATIC_DIR, TEMPLATE_DIR, ChainLoader, _flower_template_dir
+    from flower_fileintel.plugin import TEMPLATE_DIR, ChainLoader, _flower_template_dir
+    from flower_fileintel.state import STATIC_DIR
 
     templates = sorted(os.listdir(TEMPLATE_DIR)) if os.path.isdir(TEMPLATE_DIR) else []
     check(bool(templates), f"templates are in the wheel ({', '.join(templates) or 'none'})")

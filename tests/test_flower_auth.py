@@ -40,7 +40,7 @@ def is_stream(path):
 
 
 def test_every_route_in_the_route_table_is_registered(app):
-    from flower_fileintel.plugin import ROUTE_NAMES
+    from flower_fileintel.urls import ROUTE_NAMES
 
     with FlowerServer(app, basic_auth=["u:p"]) as server:
         names = {name for name, _, _ in plugin_routes(server.flower_app)}
