@@ -99,6 +99,9 @@ def install(flower_app: Any) -> None:
         prefix = getattr(flower_app.options, "url_prefix", None)
         flower_app.add_handlers(r".*", routes(prefix))
     flower_app.fileintel_installed = True
+    from flower_fileintel import metrics
+
+    metrics.start_inventory(flower_app.capp)  # before any request: /metrics has the gauges at once
     logger.debug("flower-fileintel installed (url_prefix=%r)", getattr(flower_app.options, "url_prefix", None))
 
 

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
+from flower_fileintel import metrics
+
 __all__ = ["STATIC_DIR", "PluginState", "get_state"]
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -48,6 +50,7 @@ class PluginState:
             DOWNLOAD_THREADS, thread_name_prefix="fileintel-download"
         )
         self.hub = LiveHub(self.capp, self.describe_many, self.board_snapshot)
+        metrics.start_inventory(self.capp)
         self._board_lock = threading.Lock()
         self._finished_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
@@ -114,6 +117,7 @@ class PluginState:
         }
 
     def close(self) -> None:
+        metrics.stop_inventory(self.capp)
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.download_executor.shutdown(wait=False, cancel_futures=True)
 

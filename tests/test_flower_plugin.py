@@ -532,10 +532,10 @@ def test_metrics_appear_on_flowers_metrics_without_task_ids(app, worker, flower)
     text = http_get(flower.url("/metrics")).text  # public in Flower, like its own metrics
     assert re.search(r'fileintel_flower_lookups_total\{phase="succeeded",route="api_status"\} [1-9]', text)
     assert re.search(r'fileintel_flower_lookup_outcomes_total\{outcome="unknown",route="api_result"\} [1-9]', text)
-    assert re.search(r'fileintel_flower_result_bytes_served_total\{route="api_result"\} [1-9]', text)
-    assert "fileintel_flower_live_subscribers" in text
-    assert "fileintel_flower_redis_errors_total" in text or "fileintel_flower_redis_errors" in text
-    fileintel_lines = [line for line in text.splitlines() if line.startswith("fileintel_flower")]
+    assert re.search(r'fileintel_flower_result_served_bytes_total\{route="api_result"\} [1-9]', text)
+    assert 'fileintel_flower_live_subscribers{stream="task"}' in text
+    assert 'fileintel_flower_redis_errors_total{operation="lookup"}' in text
+    fileintel_lines = [line for line in text.splitlines() if line.startswith("fileintel_")]
     assert not any(result.id in line or "never-sent" in line or "tests.proj" in line for line in fileintel_lines)
 
 
