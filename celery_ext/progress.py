@@ -31,12 +31,16 @@ _TIME_KEYS = ("updated_at", "timestamp", "time")
 
 def progress_meta(current: float, total: float | None = None, message: str | None = None) -> dict[str, Any]:
     """The PROGRESS meta ``report_progress`` writes (also usable with ``update_state``)."""
-    percent = None
+    # No total: celery-progress's own shape for "unknown total" (total 0, percent 0), which
+    # its JS draws as an empty bar and its GroupProgress can add up; readers here read it
+    # back as "no total, no percent".
+    percent = 0.0
     if total:
         percent = round(max(0.0, min(100.0, 100.0 * current / total)), 2)
     return {
+        "pending": False,
         "current": current,
-        "total": total,
+        "total": total or 0,
         "percent": percent,
         "description": message,  # celery-progress reads this key
         "message": message,
@@ -70,9 +74,13 @@ def normalize_progress(meta: Any, message_max: int = MESSAGE_MAX) -> Progress:
     total = _number(meta, _TOTAL_KEYS, "total", issues)
     percent = _number(meta, _PERCENT_KEYS, "percent", issues)
 
-    if total is not None and total <= 0:
-        issues.append(f"total {total:g} is not positive; ignored")
+    if total == 0:
+        # celery-progress's "unknown total" (its own recorder writes total 0, percent 0; a
+        # negative total was set to 0 above, with an issue): not a correction in itself.
+        # Its percent 0 is then a placeholder, not a reading.
         total = None
+        if percent == 0:
+            percent = None
     if current is not None and total is not None and current > total:
         issues.append(f"current {current:g} is above total {total:g}; capped")
         current = total
@@ -111,7 +119,11 @@ def _number(meta: Mapping[Any, Any], keys: tuple[str, ...], label: str, issues: 
         issues.append(f"{label} is a boolean; ignored")
         return None
     if isinstance(raw, (int, float)):
-        value = float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:  # an int beyond any float (10**400)
+            issues.append(f"{label} is an integer of {len(str(abs(raw)))} digits, beyond any float; ignored")
+            return None
     elif isinstance(raw, str):
         try:
             value = float(raw.strip().rstrip("%"))

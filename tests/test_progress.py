@@ -39,7 +39,7 @@ def test_percentage_timestamp_shape_is_read():
         ({"current": 1, "total": 10, "percent": 250}, (1, 10, 10.0), "percent 250 is above 100; recomputed"),
         ({"percent": 250}, (None, None, 100.0), "percent 250 is above 100; capped"),
         ({"current": 1, "total": 10, "percent": 90}, (1, 10, 10.0), "percent 90 disagrees with current/total (10.00); recomputed"),
-        ({"current": 1, "total": 0}, (1, None, None), "total 0 is not positive; ignored"),
+        ({"current": 1, "total": -5}, (1, None, None), "total -5 is negative; set to 0"),
         ({"current": "lots"}, (None, None, None), "current 'lots' is not a number; ignored"),
         ({"current": True}, (None, None, None), "current is a boolean; ignored"),
     ],
@@ -48,6 +48,22 @@ def test_corrections_are_made_and_listed(meta, expected, issue):
     progress = normalize_progress(meta)
     assert (progress.current, progress.total, progress.percent) == expected
     assert issue in progress.issues
+
+
+def test_celery_progress_unknown_total_is_read_without_a_correction():
+    progress = normalize_progress({"pending": False, "current": 3, "total": 0, "percent": 0, "description": "scanning"})
+    assert (progress.current, progress.total, progress.percent, progress.message) == (3, None, None, "scanning")
+    assert progress.issues == ()
+
+
+@pytest.mark.parametrize("total", [None, 0])
+def test_progress_without_a_total_is_written_in_celery_progress_shape(total):
+    """celery-progress's JS draws ``percent + "%"`` and its GroupProgress adds up ``current``
+    and ``total``: both must be numbers (its own recorder writes total 0, percent 0)."""
+    meta = progress_meta(3, total, "scanning")
+    assert (meta["pending"], meta["current"], meta["total"], meta["percent"]) == (False, 3, 0, 0.0)
+    assert meta["description"] == "scanning"
+    assert normalize_progress(meta).issues == ()
 
 
 def test_long_messages_are_cut_and_missing_times_stay_unknown():
