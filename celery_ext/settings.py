@@ -50,6 +50,10 @@ class FileIntelSettings:
     wait_timeout: float = 300.0
     #: Socket timeout (seconds) of the worker's record writes: a slow Redis never stalls a task.
     record_write_timeout: float = 0.5
+    #: Connect and read timeout (seconds) of every reader's Redis call (describe, the CLI,
+    #: Flower): a Redis that accepts connections and never answers gives BackendUnavailable
+    #: (exit 69, HTTP 503) after this long instead of hanging.
+    read_timeout: float = 5.0
     #: Longest progress message kept; longer ones are cut and the cut is listed in ``issues``.
     progress_message_max: int = 500
     #: A running task reads ``lost`` once the worker running it has given no sign of life
@@ -94,14 +98,18 @@ def _validate(settings: FileIntelSettings) -> None:
         "record_ttl": "a number of seconds",
         "wait_timeout": "a number of seconds",
         "record_write_timeout": "a number of seconds",
+        "read_timeout": "a number of seconds",
         "progress_message_max": "a number of characters",
         "lost_after": "a number of seconds",
         "traceback_max": "a number of characters",
     }
+    if isinstance(settings.expiry_warning, bool) or not isinstance(settings.expiry_warning, (int, float)) \
+            or not settings.expiry_warning >= 0:
+        raise ValueError(f"fileintel_expiry_warning must be a number of seconds >= 0, not {settings.expiry_warning!r}")
     for name, unit in positive.items():
         value = getattr(settings, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"fileintel_{name} must be a positive {unit}, not {value!r}")
+            raise ValueError(f"fileintel_{name} must be {unit} > 0, not {value!r}")
 
 
 def result_expires_seconds(app: Celery) -> int | None:

@@ -1,0 +1,118 @@
+"""A Redis that accepts connections and never answers (paused, overloaded, a dead proxy):
+every reader gives up after ``fileintel_read_timeout`` with a clear error, never hangs.
+
+The Redis here is one of the test's own, paused with SIGSTOP, so nothing else is disturbed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import uuid
+
+import pytest
+from celery import Celery
+
+import celery_ext
+from celery_ext.errors import BackendUnavailable
+from celery_ext.records import store_for
+from tests.harness import RedisServer, run_celery
+
+pytestmark = pytest.mark.integration
+
+READ_TIMEOUT = 1.0
+#: The contract: a read gives up within its timeout plus this.
+MARGIN = 1.0
+
+
+@pytest.fixture
+def paused():
+    """An installed app on a Redis of its own, and a context manager that pauses that Redis."""
+    server = RedisServer()
+    server.start()
+    app = Celery("paused", broker=server.url, backend=server.url, set_as_current=False)
+    app.conf.fileintel_read_timeout = READ_TIMEOUT
+    celery_ext.install(app)
+
+    @contextlib.contextmanager
+    def pause():
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+
+    try:
+        yield app, server, pause
+    finally:
+        app.close()
+        server.close()
+
+
+def test_describe_gives_up_after_the_read_timeout(paused):
+    app, server, pause = paused
+    task_id = str(uuid.uuid4())
+    celery_ext.describe(app, task_id)  # connected before the pause: the read is what hangs
+    with pause():
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable) as raised:
+            celery_ext.describe(app, task_id)
+        elapsed = time.monotonic() - started
+    assert elapsed <= READ_TIMEOUT + MARGIN, elapsed
+    assert server.url.split("@")[-1].split("/")[0] in str(raised.value)
+    # Once Redis answers again, so does describe (the dead connection is replaced).
+    assert celery_ext.describe(app, task_id).task_id == task_id
+
+
+def test_the_cli_exits_69_on_a_paused_redis(paused):
+    app, server, pause = paused
+    with pause():
+        # tests.proj on the paused server, with the default read timeout (5 s).
+        run = run_celery("fileintel", "status", str(uuid.uuid4()), env={"FILEINTEL_TEST_REDIS_URL": server.url})
+    assert run.returncode == 69, (run.returncode, run.stderr)
+    assert "Traceback" not in run.stderr and "error" in run.stderr.lower(), run.stderr
+
+
+def test_a_bad_setting_is_refused_at_install_naming_it():
+    app = Celery("bad-settings", backend="redis://127.0.0.1:1/0", set_as_current=False)
+    app.conf.fileintel_read_timeout = -1
+    with pytest.raises(ValueError, match=r"fileintel_read_timeout must be a number of seconds > 0, not -1"):
+        celery_ext.install(app)
+    app.conf.fileintel_read_timeout = 5
+    app.conf.fileintel_expiry_warning = -10
+    with pytest.raises(ValueError, match="fileintel_expiry_warning"):
+        celery_ext.install(app)
+
+
+def test_a_paused_records_redis_never_holds_up_sends_or_the_writer(redis_server):
+    """Records on a Redis of their own that stops answering: sends go through after at most
+    one write timeout, and the background writer gives up on its batch instead of hanging."""
+    from celery_ext.writer import RecordWrite, writer_for
+    from tests import proj
+
+    records = RedisServer()
+    records.start()
+    producer = Celery("paused-records", broker=redis_server.url, backend="rpc://", set_as_current=False)
+    producer.conf.fileintel_redis_url = records.url
+    celery_ext.install(producer)
+    write_timeout = store_for(producer).settings.record_write_timeout
+    previous = proj.app
+    producer.set_current()
+    os.kill(records.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        sent = [producer.send_task("tests.proj.add", (i, i), queue=proj.NOBODY_QUEUE).id for i in range(3)]
+        send_time = time.monotonic() - started
+        writer = writer_for(producer)
+        writer.put(RecordWrite(str(uuid.uuid4()), "SUCCESS", {}, at=time.time()))
+        assert writer.flush(timeout=10), "the writer must give up on a paused Redis, not hang"
+    finally:
+        os.kill(records.pid, signal.SIGCONT)
+        previous.set_current()
+        producer.close()
+        records.close()
+    assert len(set(sent)) == 3
+    # The first send waits one write timeout, then the sender stops trying (until Redis is back).
+    assert send_time <= write_timeout + MARGIN, send_time
