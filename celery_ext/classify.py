@@ -313,7 +313,12 @@ def _notes(f: _Facts, settings: FileIntelSettings) -> list[str]:
             "set fileintel_redis_url), so expired results and queued tasks cannot be told "
             "apart from unknown ids."
         )
-    if f.phase is Phase.UNKNOWN:
+    if f.phase is Phase.UNKNOWN and obs.unreadable is not None:
+        notes.append(
+            "Something is stored for this id, but it cannot be read here, so what happened to "
+            "the task is unknown."
+        )
+    elif f.phase is Phase.UNKNOWN:
         notes.append(
             "Nothing is known about this id: no stored result and no task record. It was never "
             "sent, was sent by a producer that did not call celery_ext.install() and no worker "

@@ -268,12 +268,14 @@ def result(
     Results above fileintel_max_result_bytes are not printed (exit 5): use --output FILE.
     """
     from celery_ext.lookup import describe
-    from celery_ext.status import Phase
+    from celery_ext.status import Outcome
 
+    if output is not None and output != "-":
+        output = _output_target(output)  # before any Redis call: a bad path is a usage error
     out = _Output(ctx)
     with out.edges():
         task = describe(out.app, task_id)
-        if task.phase is Phase.UNKNOWN:
+        if task.outcome is Outcome.UNKNOWN:
             # Exits at once even with --wait: use `wait` for ids from producers without install().
             out.unknown(task)
             ctx.exit(ExitCode.UNKNOWN)
@@ -424,6 +426,33 @@ def _report_result(
     return code
 
 
+#: What the partial file adds to the target's name (``.NAME.XXXXXXXX.part``).
+_PARTIAL_SUFFIX = ".part"
+_PARTIAL_EXTRA = len(".") + len(".XXXXXXXX") + len(_PARTIAL_SUFFIX)
+
+
+def _output_target(output: str) -> str:
+    """The absolute path ``--output`` will write, or a usage error (exit 2) saying why not."""
+    import os
+
+    def bad(why: str) -> click.BadParameter:
+        return click.BadParameter(f"{output!r}: {why}", param_hint="'--output'")
+
+    if not output.strip():
+        raise bad("give a file name, or '-' for stdout")
+    target = os.path.abspath(output)
+    name = os.path.basename(target)
+    directory = os.path.dirname(target)
+    limit = 255 - _PARTIAL_EXTRA  # most file systems allow 255 bytes; the partial file adds its suffix
+    if len(os.fsencode(name)) > limit:
+        raise bad(f"the file name is {len(os.fsencode(name))} bytes; at most {limit} are possible here")
+    if not os.path.isdir(directory):
+        raise bad(f"the directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise bad(f"no permission to write in {directory}")
+    return target
+
+
 def _stream_to(out: _Output, task: TaskStatus, output: str) -> ExitCode:
     """``--output``: stream the stored result; a file appears only when complete."""
     import os
@@ -442,22 +471,26 @@ def _stream_to(out: _Output, task: TaskStatus, output: str) -> ExitCode:
         out.info(f"wrote {_size(written)} of task {out.esc(task.task_id)}'s result to stdout")
         return ExitCode.OK
 
-    target = os.path.abspath(output)
-    directory = os.path.dirname(target) or "."
-    fd, partial = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".part")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(partial, 0o666 & ~umask)  # mkstemp's 0600 would surprise: honour the umask
+    target = output  # absolute, checked by _output_target
+    partial = None
     try:
+        fd, partial = tempfile.mkstemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=_PARTIAL_SUFFIX)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(partial, 0o666 & ~umask)  # mkstemp's 0600 would surprise: honour the umask
         with os.fdopen(fd, "wb") as fh:
             written = stream_result(out.app, task.task_id, fh.write)
             fh.write(b"\n")
         os.replace(partial, target)
     except ResultUnavailable as exc:
         return _unavailable_result(out, exc)
+    except OSError as exc:  # no permission, disk full, a file system that takes no files (/proc)
+        out.error(f"cannot write {out.esc(target)}: {out.esc(exc.strerror or exc)}. Nothing was written; choose another --output path.")
+        return ExitCode.USAGE
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
+        if partial is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
     out.info(f"wrote {_size(written)} of task {out.esc(task.task_id)}'s result to {out.esc(output)}")
     return ExitCode.OK
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Celery
 
-__all__ = ["NotDecoded", "decode_stored", "stores_pickle", "PICKLE_REFUSED"]
+__all__ = ["NotDecoded", "decode_stored", "stores_pickle", "printable", "PICKLE_REFUSED"]
 
 #: The content types kombu's pickle serializer writes.
 _PICKLE_TYPES = frozenset({"application/x-python-serialize"})
@@ -49,13 +49,41 @@ def decode_stored(app: Celery, payload: bytes | str, *, allow_pickle: bool) -> A
     if pickled and not allow_pickle:
         raise NotDecoded(PICKLE_REFUSED)
     try:
-        return app.backend.decode(payload)
+        decoded = app.backend.decode(payload)
     except Exception as exc:
         serializer = app.conf.result_serializer
         raise NotDecoded(
             f"it cannot be decoded by this app (result_serializer={serializer!r}: "
             f"{type(exc).__name__}); was it stored by an app with another serializer?"
         ) from exc
+    return printable(decoded)
+
+
+def printable(value: Any) -> Any:
+    """``value`` with every string that UTF-8 cannot encode shown escaped.
+
+    JSON carries lone surrogates (``"\\udcff"``: a file name read with ``os.fsdecode``), and
+    Celery stores them; but no page, file or terminal can print one. Escaped once here, where
+    stored data enters, they read as ``report-\\udcff.pdf`` everywhere instead of failing the
+    output that meets them. Containers are copied only when something in them changed.
+    """
+    if isinstance(value, str):
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        items = [(printable(k), printable(v)) for k, v in value.items()]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items())):
+            return value
+        return dict(items)
+    if isinstance(value, list):
+        items = [printable(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else items
+    return value
 
 
 def _decompressed(payload: bytes | str) -> Any:

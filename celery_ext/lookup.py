@@ -110,7 +110,27 @@ def describe_many(
     except backend_errors() as exc:
         raise unavailable(store, exc) from exc
     settings = store.settings if limit == store.settings.max_result_bytes else replace(store.settings, max_result_bytes=limit)
-    return [build_status(o, settings) for o in observations]
+    return [_classify_one(o, settings) for o in observations]
+
+
+def _classify_one(obs: Observation, settings: Any) -> TaskStatus:
+    """One task's status; data that breaks classification degrades this task only."""
+    try:
+        return build_status(obs, settings)
+    except Exception as exc:
+        return build_status(_unreadable(obs.task_id, obs.now, f"its stored data could not be interpreted ({_problem(exc)})"), settings)
+
+
+def _unreadable(task_id: str, now: datetime, problem: str) -> Observation:
+    """What readers get for a task whose keys hold data nothing can make sense of: it reads
+    ``not_readable``, with ``problem`` in its notes, and the other tasks read normally."""
+    return Observation(task_id, None, None, None, None, None, True, now, unreadable=problem)
+
+
+def _problem(exc: BaseException) -> str:
+    """An exception as one short line of text that any output can carry (no lone surrogates)."""
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0][:300] if str(exc) else type(exc).__name__
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _observe(app: Celery, store: RecordStore, ids: list[str], max_bytes: int) -> list[Observation]:
@@ -122,29 +142,50 @@ def _observe(app: Celery, store: RecordStore, ids: list[str], max_bytes: int) ->
         from redis.exceptions import NoScriptError
 
         client = store.client()
-        try:
-            replies = _run_read_script(client, store, ids, max_bytes)
-        except NoScriptError:  # Redis restarted, or SCRIPT FLUSH: load it again
-            client.script_load(READ_SCRIPT)
+        replies = _run_read_script(client, store, ids, max_bytes)
+        if any(isinstance(reply, NoScriptError) for reply in replies):
+            client.script_load(READ_SCRIPT)  # Redis restarted, or SCRIPT FLUSH: load it again
             replies = _run_read_script(client, store, ids, max_bytes)
         expires = result_expires_seconds(app)
-        return [
-            _from_script(app, task_id, reply, now, expires, pending[task_id]) for task_id, reply in zip(ids, replies)
-        ]
-    return [_observe_generic(app, store, task_id, now, pending[task_id]) for task_id in ids]
+        observations = []
+        for task_id, reply in zip(ids, replies):
+            try:
+                if isinstance(reply, Exception):  # e.g. WRONGTYPE: a key of this task is not a string/hash
+                    raise reply
+                observations.append(_from_script(app, task_id, reply, now, expires, pending[task_id]))
+            except backend_errors():
+                raise
+            except Exception as exc:
+                observations.append(_unreadable(task_id, now, f"Redis could not read its keys ({_problem(exc)})"))
+        return observations
+    observations = []
+    for task_id in ids:
+        try:
+            observations.append(_observe_generic(app, store, task_id, now, pending[task_id]))
+        except backend_errors():
+            raise
+        except Exception as exc:
+            observations.append(_unreadable(task_id, now, f"its stored data could not be read ({_problem(exc)})"))
+    return observations
 
 
 def _run_read_script(client: Any, store: RecordStore, ids: list[str], max_bytes: int) -> list[Any]:
     """One EVALSHA per id, all in one round trip. (redis-py's Script objects would add a
-    SCRIPT EXISTS round trip to every pipeline.)"""
+    SCRIPT EXISTS round trip to every pipeline.) A reply is an exception where Redis refused
+    that id's script (``NoScriptError``, or ``WRONGTYPE`` for a key of the wrong type)."""
+    from redis.exceptions import ResponseError
+
     workers = store.worker_key_prefix
     if len(ids) == 1:
         keys = [store.meta_key(ids[0]), store.record_key(ids[0])]
-        return [client.evalsha(READ_SCRIPT_SHA, 2, *keys, max_bytes, workers)]
+        try:
+            return [client.evalsha(READ_SCRIPT_SHA, 2, *keys, max_bytes, workers)]
+        except ResponseError as exc:
+            return [exc]
     with client.pipeline(transaction=False) as pipe:
         for task_id in ids:
             pipe.evalsha(READ_SCRIPT_SHA, 2, store.meta_key(task_id), store.record_key(task_id), max_bytes, workers)
-        return list(pipe.execute())
+        return list(pipe.execute(raise_on_error=False))
 
 
 def _from_script(
@@ -189,6 +230,8 @@ def _decode_meta(app: Celery, payload: bytes, allow_pickle: bool) -> tuple[Mappi
         return None, str(exc)
     if not isinstance(meta, Mapping):
         return None, f"it decodes to a {type(meta).__name__}, not a Celery result"
+    if not isinstance(meta.get("status"), str):
+        return None, f"its status is {type(meta.get('status')).__name__}, not a Celery state name"
     return meta, None
 
 

@@ -19,6 +19,8 @@ so ``result_backend_transport_options={"global_keyprefix": ...}`` carries over::
 from __future__ import annotations
 
 import enum
+import logging
+import math
 import threading
 import weakref
 from collections.abc import Mapping
@@ -53,6 +55,8 @@ __all__ = [
     "WRITE_SCRIPT",
     "SENT",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Our name for "a producer sent it"; Celery has no such state.
 SENT = "SENT"
@@ -255,18 +259,25 @@ def _time(value: str | None) -> datetime | None:
         return None
 
 
+#: Numbers in a record beyond this are corrupt (no runtime, size or retry count is near it).
+_NUMBER_LIMIT = 1e15
+
+
 def _float(value: str | None) -> float | None:
+    """A number field (every one is a count, a size or a duration); None when missing, not a
+    number, NaN, infinite, negative or absurdly large."""
     try:
-        return float(value) if value is not None else None
+        number = float(value) if value is not None else None
     except ValueError:
         return None
+    if number is None or not math.isfinite(number) or not 0 <= number <= _NUMBER_LIMIT:
+        return None
+    return number
 
 
 def _int(value: str | None) -> int | None:
-    try:
-        return int(float(value)) if value is not None else None
-    except ValueError:
-        return None
+    number = _float(value)
+    return int(number) if number is not None else None
 
 
 class RecordStore:
@@ -336,12 +347,11 @@ class RecordStore:
 
     # -- clients ------------------------------------------------------------------------
     def client(self) -> Redis:
-        """The Redis client for reads in this thread (the result backend's own when it is Redis)."""
-        client: Redis
-        if self.result_backend_is_redis and not self.settings.redis_url:
-            client = self.app.backend.client  # thread-local and fork-aware
-        else:
-            client = self.own_backend().client
+        """The Redis client for reads in this thread: the same server and options as the
+        result backend's, but with ``fileintel_read_timeout`` and no retries, so a Redis that
+        never answers fails a read in that time instead of hanging it (Celery's own client
+        waits ``redis_socket_timeout``, 120 s by default, and retries)."""
+        client: Redis = self.own_backend(self.settings.read_timeout).client
         return client
 
     def own_backend(self, socket_timeout: float | None = None) -> RedisBackend:
@@ -361,9 +371,17 @@ class RecordStore:
         cls, url = by_url(self.url, self.app.loader)
         backend = cls(app=self.app, url=url)
         if socket_timeout is not None:
+            from redis.backoff import NoBackoff
+            from redis.exceptions import ConnectionError as RedisConnectionError
+            from redis.retry import Retry
+
             backend.connparams["socket_timeout"] = socket_timeout
             backend.connparams["socket_connect_timeout"] = socket_timeout
+            # One reconnect for a connection the server dropped (a restart), never a second
+            # wait on a server that does not answer: a timeout is final.
             backend.connparams["retry_on_timeout"] = False
+            backend.connparams["retry_on_error"] = [RedisConnectionError]
+            backend.connparams["retry"] = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
         return backend
 
 
@@ -444,7 +462,14 @@ def recent_task_ids(app: Celery, kind: str, limit: int = 100) -> list[str]:
         ids = store.client().zrevrange(key, 0, max(0, limit - 1))
     except backend_errors() as exc:
         raise unavailable(store, exc) from exc
-    return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+    valid = []
+    for raw in ids:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        try:
+            valid.append(validate_task_id(text))
+        except ValueError:  # written by something else: no task of ours, and no reader's problem
+            logger.warning("fileintel: skipping %r in %s: not a valid task id", text[:80], _text(key))
+    return valid
 
 
 def backend_errors() -> tuple[type[BaseException], ...]:

@@ -80,4 +80,6 @@ class FileIntelTask(Task):
 
 
 def _encoded_size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False).encode())
+    """Bytes of ``value`` as JSON; strings UTF-8 cannot encode (lone surrogates, which plain
+    Celery stores as ``\\udcff`` escapes) are counted as the escapes JSON writes."""
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))

@@ -93,8 +93,8 @@ def _no_result(s: TaskStatus) -> str:
 def _not_readable(s: TaskStatus) -> str:
     size = f" ({s.result_info.bytes} bytes)" if s.result_info.bytes is not None else ""
     return (
-        f"task {s.task_id} has a stored result{size}, but it cannot be decoded by this app "
-        "(pickle, or another result_serializer?); see the notes."
+        f"task {s.task_id} has stored data{size} that cannot be decoded here (stored as pickle, "
+        "by another result_serializer, or corrupt); the notes say which."
     )
 
 

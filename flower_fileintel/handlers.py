@@ -119,8 +119,6 @@ class _PluginMixin:
         finally:
             metrics.LOOKUP_SECONDS.labels(self.route).observe(time.perf_counter() - started)
         metrics.LOOKUPS.labels(self.route, status.phase.value).inc()
-        if status.progress is not None and status.progress.issues:
-            metrics.PROGRESS_CORRECTIONS.inc(len(status.progress.issues))
         return status
 
     def query_float(self, name: str, low: float, high: float | None = None) -> float | None:
@@ -644,7 +642,8 @@ class TaskEventsHandler(_EventStreamMixin, BaseHandler):
 
 
 class BoardEventsHandler(_EventStreamMixin, BaseHandler):
-    """``/fileintel/events``: SSE ``board`` snapshots and coalesced ``progress`` batches."""
+    """``/fileintel/events``: SSE ``board`` snapshots, coalesced ``progress`` batches, and a
+    ``problem`` event when the board cannot be refreshed (it keeps retrying)."""
 
     route = "page_board_events"
 
@@ -657,6 +656,9 @@ class BoardEventsHandler(_EventStreamMixin, BaseHandler):
                 await hub.wait_connected(1.0)
                 await self.send("hello", json.dumps({"push": hub.connected}))
                 while await self.next_wakeup(watcher.event):
+                    problem = watcher.take_problem()
+                    if problem is not None:
+                        await self.send("problem", json.dumps({"message": problem, "retrying": True}))
                     snapshot, updates = watcher.take()
                     if snapshot is not None:
                         await self.send("board", snapshot)

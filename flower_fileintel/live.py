@@ -87,12 +87,23 @@ class BoardWatcher:
     updates: dict[str, dict[str, Any]] = field(default_factory=dict)
     event: asyncio.Event = field(default_factory=asyncio.Event)
     has_snapshot: bool = False  # updates are only useful once the viewer has the rows
+    #: Why the board could not be refreshed (Redis down...), until the next snapshot.
+    problem: str | None = None
 
     def offer_snapshot(self, text: str) -> None:
         self.has_snapshot = True
         self.snapshot = text
         self.updates.clear()  # the snapshot is newer than any pending update
         self.event.set()
+
+    def offer_problem(self, message: str) -> None:
+        """The board could not be refreshed: say so rather than go silent."""
+        self.problem = message
+        self.event.set()
+
+    def take_problem(self) -> str | None:
+        problem, self.problem = self.problem, None
+        return problem
 
     def offer_updates(self, updates: dict[str, dict[str, Any]]) -> None:
         self.updates.update(updates)
@@ -397,10 +408,13 @@ class LiveHub:
     async def _refresh_board(self) -> None:
         try:
             snapshot = await self._board_snapshot()
+            text = json.dumps(snapshot, allow_nan=False)
         except Exception as exc:
-            self._log_read_error(f"could not refresh the board: {exc}")
+            message = f"could not refresh the board: {exc}"
+            self._log_read_error(message)
+            for watcher in list(self.board_watchers):
+                watcher.offer_problem(message)
             return
         self._known_on_board = {t["task_id"] for t in snapshot.get("running", [])}
-        text = json.dumps(snapshot, allow_nan=False)
         for watcher in list(self.board_watchers):
             watcher.offer_snapshot(text)

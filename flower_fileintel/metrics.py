@@ -79,7 +79,8 @@ RESULT_BYTES = Counter(
 )
 PROGRESS_CORRECTIONS = Counter(
     "fileintel_flower_progress_corrections",
-    "Corrections progress normalisation made to progress meta read by the plugin.",
+    "Corrections progress normalisation made to published progress updates, counted once "
+    "per update as the plugin's live connection receives it (not once per read).",
 )
 LIVE_SUBSCRIBERS = Gauge(
     "fileintel_flower_live_subscribers",

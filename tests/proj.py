@@ -132,6 +132,12 @@ def odd_values() -> dict[str, Any]:
     }
 
 
+@app.task(base=FileIntelTask)
+def file_names() -> dict[str, str]:
+    """A file name read with os.fsdecode(): a lone surrogate, which plain Celery stores."""
+    return {"file": "report-\udcff.pdf"}
+
+
 @app.task
 def plain_odd_values() -> Any:
     """The same without FileIntelTask: Celery stores FAILURE (EncodeError)."""

@@ -115,7 +115,10 @@
     window.fileintelTransport = "push";
     source.addEventListener("hello", function () { setLive("live"); });
     source.addEventListener("status", function (e) { onData("status", JSON.parse(e.data)); });
-    source.addEventListener("board", function (e) { onData("board", JSON.parse(e.data)); });
+    source.addEventListener("board", function (e) { setLive("live"); onData("board", JSON.parse(e.data)); });
+    source.addEventListener("problem", function (e) {
+      setLive("updates delayed: " + JSON.parse(e.data).message + " (retrying)");
+    });
     source.addEventListener("progress", function (e) { onData("progress", JSON.parse(e.data)); });
     source.addEventListener("end", function () {
       stopped = true;
