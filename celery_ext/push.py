@@ -148,6 +148,8 @@ def _sync_client(app: Celery, timeout: float | None) -> tuple[Any, bool]:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    from celery_ext.records import store_for
+
     client = app.backend.client
     pool = client.connection_pool
     if type(pool) not in (redis.ConnectionPool, redis.BlockingConnectionPool):
@@ -160,6 +162,10 @@ def _sync_client(app: Celery, timeout: float | None) -> tuple[Any, bool]:
     if timeout is not None:
         connect = min(connect, max(timeout, 0.05))
     kwargs["socket_connect_timeout"] = min(connect, CONNECT_TIMEOUT)
+    # A reply (the handshake, a SUBSCRIBE confirmation) that does not come within the read
+    # timeout fails the connection; waiting for messages is bounded by get_message's own
+    # timeout, not by this.
+    kwargs["socket_timeout"] = store_for(app).settings.read_timeout
     kwargs["health_check_interval"] = 0  # no PINGs: callers re-read to cover a dead link
     kwargs["socket_keepalive"] = True
     own_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
@@ -188,10 +194,19 @@ class AsyncSubscriber:
         self._pubsub = self._client.pubsub()
 
     async def subscribe(self, channels: Iterable[bytes]) -> None:
-        await self._pubsub.subscribe(*channels)
+        await self._bounded(self._pubsub.subscribe(*channels))
 
     async def psubscribe(self, pattern: bytes) -> None:
-        await self._pubsub.psubscribe(pattern)
+        await self._bounded(self._pubsub.psubscribe(pattern))
+
+    async def _bounded(self, command: Any) -> None:
+        """The connection has no read timeout (it idles): bound the commands that wait for a
+        reply, so a Redis that accepts connections and never answers fails them instead."""
+        import asyncio
+
+        from celery_ext.records import store_for
+
+        await asyncio.wait_for(command, store_for(self.app).settings.read_timeout)
 
     async def get_raw(self, timeout: float) -> dict[str, Any] | None:
         message: dict[str, Any] | None = await self._pubsub.get_message(

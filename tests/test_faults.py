@@ -66,6 +66,56 @@ def test_describe_gives_up_after_the_read_timeout(paused):
     assert celery_ext.describe(app, task_id).task_id == task_id
 
 
+def test_a_wait_through_a_paused_redis_ends_at_its_deadline(paused):
+    from celery_ext.status import Phase
+    from celery_ext.writer import flush_all
+
+    app, server, pause = paused
+    task_id = app.send_task("tests.proj.add", (1, 1), queue="fileintel-nobody").id
+    flush_all()
+    first = []
+    with pause():
+        started = time.monotonic()
+        # Paused after the first read: the subscription hears nothing, the deadline ends it.
+        try:
+            outcome = celery_ext.wait(app, [task_id], timeout=2, on_update=first.append)
+            ended = "timed out" if outcome.timed_out else "finished"
+        except BackendUnavailable:
+            ended = "backend unavailable"
+        elapsed = time.monotonic() - started
+    assert ended in ("timed out", "backend unavailable")
+    assert elapsed <= 2 + READ_TIMEOUT + MARGIN, elapsed
+    assert all(status.phase is Phase.QUEUED for status in first)
+
+
+def test_flowers_live_connection_gives_up_on_a_paused_redis(paused):
+    """Flower's hub subscribes through AsyncSubscriber: on a paused Redis its SUBSCRIBE fails
+    after the read timeout (and the hub retries with backoff) instead of waiting forever."""
+    import asyncio
+
+    from celery_ext.push import AsyncSubscriber
+    from celery_ext.records import meta_channel_pattern
+
+    app, server, pause = paused
+
+    async def subscribe_while_paused():
+        subscriber = AsyncSubscriber(app)
+        await subscriber.connect()
+        with pause():
+            started = time.monotonic()
+            try:
+                await subscriber.psubscribe(meta_channel_pattern(app))
+                failed = False
+            except Exception:  # asyncio's TimeoutError, or the connection's own error
+                failed = True
+            elapsed = time.monotonic() - started
+        await subscriber.close()
+        return failed, elapsed
+
+    failed, elapsed = asyncio.run(subscribe_while_paused())
+    assert failed and elapsed <= READ_TIMEOUT + MARGIN, (failed, elapsed)
+
+
 def test_the_cli_exits_69_on_a_paused_redis(paused):
     app, server, pause = paused
     with pause():
@@ -116,3 +166,59 @@ def test_a_paused_records_redis_never_holds_up_sends_or_the_writer(redis_server)
     assert len(set(sent)) == 3
     # The first send waits one write timeout, then the sender stops trying (until Redis is back).
     assert send_time <= write_timeout + MARGIN, send_time
+
+
+# -- many readers at once ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_200_concurrent_waits_all_end_with_their_task(app, worker, redis_client, capsys):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from celery_ext.status import Phase
+    from tests import proj
+
+    ids = [proj.add.delay(i, i).id for i in range(200)]
+    clients_before = redis_client.info("clients")["connected_clients"]
+    started = time.monotonic()
+    with ThreadPoolExecutor(200) as pool:
+        outcomes = list(pool.map(lambda task_id: celery_ext.wait(app, [task_id], timeout=60)[task_id], ids))
+    elapsed = time.monotonic() - started
+    import gc
+
+    gc.collect()  # the finished threads' reader pools close their sockets when collected
+    clients_after = redis_client.info("clients")["connected_clients"]
+    assert [s.phase for s in outcomes] == [Phase.SUCCEEDED] * 200
+    assert [s.result for s in outcomes] == [2 * i for i in range(200)]
+    # Every waiter closed its subscription: no connection was left behind.
+    assert clients_after <= clients_before + 10, (clients_before, clients_after)
+    with capsys.disabled():
+        print(f"\n200 concurrent wait() calls: all succeeded in {elapsed:.2f} s; "
+              f"Redis clients {clients_before} before, {clients_after} after")
+
+
+@pytest.mark.slow
+def test_50_board_viewers_all_get_the_board_over_one_subscription(app, worker, capsys):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flower_fileintel.testing import FlowerServer, sse_events
+    from tests import proj
+
+    done = proj.add.delay(1, 1)
+    done.get(timeout=30)
+    with FlowerServer(app, basic_auth=["u:p"]) as flower:
+        def view(_):
+            started = time.monotonic()
+            events = sse_events(flower.url("/fileintel/events"), auth=("u", "p"), timeout=30,
+                                until=lambda item: item[0] == "board")
+            return events, time.monotonic() - started
+
+        with ThreadPoolExecutor(50) as pool:
+            results = list(pool.map(view, range(50)))
+        connections = flower.call(lambda: flower.flower_app.fileintel_state.hub.connections_opened)
+    firsts = sorted(seconds for _, seconds in results)
+    assert all(events and events[-1][0] == "board" for events, _ in results)
+    assert connections == 1
+    with capsys.disabled():
+        print(f"\n50 board viewers: all got the board; first snapshot median {firsts[25] * 1000:.0f} ms, "
+              f"slowest {firsts[-1] * 1000:.0f} ms; pub/sub connections: {connections}")
