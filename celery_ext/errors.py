@@ -8,7 +8,7 @@
     ├── ResultNotSerializable                FileIntelTask with result_policy="fail"
     └── ResultTooLarge                       FileIntelTask with result_size_policy="fail"
 
-Edges (cli.py, the Flower handlers) turn these into exit codes and HTTP statuses;
+Edges (celery_ext.cli, the Flower handlers) turn these into exit codes and HTTP statuses;
 nothing below them does.
 """
 

@@ -1,0 +1,42 @@
+"""``celery fileintel status TASK_ID``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+from celery.bin.base import CeleryCommand, handle_preload_options
+
+from celery_ext.cli.exit_codes import EXIT_EPILOG, ExitCode
+from celery_ext.cli.group import fileintel
+from celery_ext.cli.options import decode_pickle_option, json_option, validate_ids
+from celery_ext.cli.output import Output
+from celery_ext.cli.text import summary
+
+if TYPE_CHECKING:
+    pass
+
+
+@fileintel.command(cls=CeleryCommand, epilog=EXIT_EPILOG)
+@click.argument("task_id", callback=validate_ids)
+@json_option
+@decode_pickle_option
+@click.pass_context
+@handle_preload_options
+def status(ctx: click.Context, task_id: str, as_json: bool, **kwargs: Any) -> None:
+    """Show what is known about a task: phase, times, worker, progress, result expiry.
+
+    Exits 0 whenever the backend could answer, whatever the task's phase.
+    """
+    from celery_ext.lookup import describe
+
+    out = Output(ctx)
+    with out.edges():
+        task = describe(out.app, task_id)
+        if as_json:
+            out.json(task.to_dict())
+        else:
+            out.stdout(summary(task, out.app))
+        if as_json or not task.expired:  # the summary's notes already say when it expired
+            out.expiry_warning(task)
+    ctx.exit(ExitCode.OK)
