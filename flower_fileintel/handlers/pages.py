@@ -1,0 +1,132 @@
+"""The pages (``/fileintel``, ``/fileintel/task/<id>``) and the JSON they poll."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+from tornado import web
+
+from celery_ext.errors import BackendUnavailable
+from celery_ext.status import Outcome, TaskStatus
+from celery_ext.verdict import sentence
+from flower_fileintel import metrics
+from flower_fileintel.handlers.base import ApiError, JsonHandler, PageHandler
+
+#: Results larger than this are not pretty-printed into the detail page (download them).
+PAGE_RESULT_MAX_BYTES = 1024 * 1024
+
+
+
+PAGE_BANNER: Mapping[Outcome, tuple[str, str] | None] = {
+    Outcome.OK: None,
+    Outcome.NOT_READY: None,
+    Outcome.UNKNOWN: ("secondary", "Unknown task"),
+    Outcome.FAILED: ("danger", "Task failed"),
+    Outcome.REVOKED: ("secondary", "Task revoked"),
+    Outcome.LOST: ("danger", "Task lost with its worker"),
+    Outcome.EXPIRED: ("secondary", "Result expired"),
+    Outcome.EVICTED: ("warning", "Result gone before its expiry"),
+    Outcome.NO_RESULT: ("secondary", "No result stored"),
+    Outcome.NOT_READABLE: ("warning", "Result not readable here"),
+    Outcome.TOO_LARGE: None,
+}
+
+
+def result_segments(status: TaskStatus) -> list[tuple[str, bool]]:
+    """The pretty-printed result split into (text, is_placeholder) runs, for marking."""
+    from celery_ext.results import placeholder_text
+
+    text = json.dumps(status.result, indent=2, ensure_ascii=False, allow_nan=False)
+    markers = {
+        json.dumps(placeholder_text(p.type, p.path), ensure_ascii=False)
+        for p in status.result_info.placeholders
+    }
+    if not markers:
+        return [(text, False)]
+    pattern = re.compile("|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True)))
+    segments: list[tuple[str, bool]] = []
+    pos = 0
+    for match in pattern.finditer(text):
+        if match.start() > pos:
+            segments.append((text[pos:match.start()], False))
+        segments.append((match.group(0), True))
+        pos = match.end()
+    if pos < len(text):
+        segments.append((text[pos:], False))
+    return segments
+
+
+class TaskPageHandler(PageHandler):
+    """``/fileintel/task/<id>``: everything about one task, live while it runs."""
+
+    route = "page_task"
+
+    @web.authenticated
+    async def get(self, task_id: str) -> None:
+        task_id = self.valid_id(task_id)
+        status = await self.lookup(task_id)
+        metrics.OUTCOMES.labels(self.route, status.outcome.value).inc()
+        show_result = (
+            status.result_info.inline
+            and (status.result_info.bytes or 0) <= PAGE_RESULT_MAX_BYTES
+        )
+        from celery_ext.settings import result_expires_seconds
+
+        self.render_page(
+            "fileintel_task.html",
+            status=status,
+            doc=status.to_dict(),
+            segments=result_segments(status) if show_result else [],
+            show_result=show_result,
+            page_result_max=PAGE_RESULT_MAX_BYTES,
+            expiry_warning=self.plugin.settings.expiry_warning,
+            result_expires_setting=result_expires_seconds(self.plugin.capp),
+            verdict=PAGE_BANNER[status.outcome],
+            verdict_sentence=sentence(status),
+            download_url=self.download_url(task_id, page=True),
+            raw_url=self.download_url(task_id, page=True, raw=True),
+            flower_task_url=self.url_prefix_path(f"/task/{task_id}"),
+            active_tab="fileintel",
+        )
+
+
+class BoardPageHandler(PageHandler):
+    """``/fileintel``: running tasks with live progress, recently finished, expiring soon."""
+
+    route = "page_board"
+
+    @web.authenticated
+    async def get(self) -> None:
+        self.render_page(
+            "fileintel_board.html",
+            expiry_warning=self.plugin.settings.expiry_warning,
+            active_tab="fileintel",
+        )
+
+
+class TaskPollHandler(JsonHandler):
+    """``/fileintel/task/<id>/status.json``: the status document, for the page's polling."""
+
+    route = "page_task_json"
+
+    @web.authenticated
+    async def get(self, task_id: str) -> None:
+        status = await self.lookup(self.valid_id(task_id))
+        self.write_json(200, status.to_dict())
+
+
+class BoardPollHandler(JsonHandler):
+    """``/fileintel/board.json``: the board snapshot, for the board's polling."""
+
+    route = "page_board_json"
+
+    @web.authenticated
+    async def get(self) -> None:
+        try:
+            snapshot = await self.plugin.board_snapshot()
+        except BackendUnavailable as exc:
+            metrics.REDIS_ERRORS.labels("board").inc()
+            raise ApiError(503, "backend_unavailable", f"cannot read the board: {exc}") from exc
+        self.write_json(200, snapshot)
