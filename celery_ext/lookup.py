@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -28,6 +29,7 @@ from celery_ext.classify import Observation, build_status
 from celery_ext.decoding import PICKLE_REFUSED, NotDecoded, decode_stored, stores_pickle
 from celery_ext.ids import validate_task_id
 from celery_ext.records import (
+    Rank,
     RecordStore,
     TaskRecord,
     apply_write,
@@ -43,7 +45,7 @@ from celery_ext.writer import RecordWrite, pending_write
 
 __all__ = ["describe", "describe_many"]
 
-READ_SCRIPT = """
+READ_SCRIPT = string.Template("""
 local size = redis.call('STRLEN', KEYS[1])
 local pttl = redis.call('PTTL', KEYS[1])
 local payload = false
@@ -65,7 +67,7 @@ if ARGV[2] ~= '' then
     if record[i] == 'rank' then rank = record[i + 1] end
     if record[i] == 'incarnation' then incarnation = record[i + 1] end
   end
-  if rank == '2' and incarnation then
+  if rank == '$RUNNING' and incarnation then
     local beat = redis.call('GET', ARGV[2] .. incarnation)
     if beat then
       local t = redis.call('TIME')
@@ -76,7 +78,7 @@ if ARGV[2] ~= '' then
   end
 end
 return {size, pttl, payload, head, record, silent}
-"""
+""").substitute(RUNNING=int(Rank.RUNNING))
 
 READ_SCRIPT_SHA = hashlib.sha1(READ_SCRIPT.encode()).hexdigest()
 _STATUS_IN_HEAD = re.compile(rb'"status":\s*"([A-Z_]+)"')

@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import string
 import threading
 import weakref
 from collections.abc import Mapping
@@ -97,10 +98,10 @@ class Rank(enum.IntEnum):
 # are still missing, so a terminal record is never downgraded. Live fields (the last
 # progress) overwrite while the record is not terminal. One script = one atomic step;
 # the common terminal write runs 7 commands (HGET, STRLEN, PTTL, TIME, HSET, ZADD, EXPIRE).
-WRITE_SCRIPT = """
+WRITE_SCRIPT = string.Template("""
 local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
 local rank = tonumber(ARGV[3])
-local upgrade = ARGV[2] ~= '' and cur < 3 and rank >= cur
+local upgrade = ARGV[2] ~= '' and cur < $TERMINAL and rank >= cur
 local now = tonumber(ARGV[4])
 local trim = tonumber(ARGV[7])
 local given = cjson.decode(ARGV[8])
@@ -110,7 +111,7 @@ if upgrade then
     table.insert(fields, k)
     table.insert(fields, v)
   end
-  if rank == 3 and ARGV[6] == '1' then
+  if rank == $TERMINAL and ARGV[6] == '1' then
     local pttl = redis.call('PTTL', KEYS[2])
     table.insert(fields, 'result_bytes')
     table.insert(fields, redis.call('STRLEN', KEYS[2]))
@@ -124,10 +125,10 @@ if upgrade then
     end
   end
   redis.call('HSET', KEYS[1], unpack(fields))
-  if rank == 3 then
-    if cur == 2 then redis.call('ZREM', KEYS[3], ARGV[5]) end
+  if rank == $TERMINAL then
+    if cur == $RUNNING then redis.call('ZREM', KEYS[3], ARGV[5]) end
     redis.call('ZADD', KEYS[4], now, ARGV[5])
-  elseif rank == 2 then
+  elseif rank == $RUNNING then
     redis.call('ZADD', KEYS[3], now, ARGV[5])
   end
 else
@@ -135,7 +136,7 @@ else
     redis.call('HSETNX', KEYS[1], k, v)
   end
 end
-if cur < 3 then
+if cur < $TERMINAL then
   for k, v in pairs(cjson.decode(ARGV[9])) do
     redis.call('HSET', KEYS[1], k, v)
   end
@@ -146,7 +147,7 @@ if trim > 0 then
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return upgrade and 1 or 0
-"""
+""").substitute(TERMINAL=int(Rank.TERMINAL), RUNNING=int(Rank.RUNNING))
 
 
 @dataclass(frozen=True)

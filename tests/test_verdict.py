@@ -166,6 +166,26 @@ def test_every_outcome_goes_through_every_edge_table():
         assert set(table) == {o.value for o in Outcome}
 
 
+def test_every_phase_goes_through_every_edge():
+    """A new phase fails here until the CLI display, the pages' badge style, the schema and
+    the README's status document know it."""
+    import json
+    from pathlib import Path
+
+    from celery_ext.cli.reporters import PHASE_STYLE
+    from celery_ext.status import Phase
+
+    root = Path(__file__).resolve().parent.parent
+    css = (root / "flower_fileintel" / "static" / "fileintel.css").read_text()
+    schema = json.loads((root / "celery_ext" / "schema" / "task-status-1.json").read_text())
+    readme = (root / "README.md").read_text()
+    assert set(PHASE_STYLE) == {p.value for p in Phase}
+    assert set(schema["properties"]["phase"]["enum"]) == {p.value for p in Phase}
+    for phase in Phase:
+        assert f".fi-phase-{phase.value} " in css, phase
+        assert f"`{phase.value}`" in readme, phase
+
+
 def test_the_tables_say_what_the_docs_promise():
     from flower_fileintel.handlers import RESULT_API
 

@@ -16,6 +16,20 @@ if TYPE_CHECKING:
 # progress: rich bars on a terminal, one plain line per change otherwise
 
 
+
+#: How each phase's row reads in the TTY display (rich styles; "" is the terminal's default).
+#: Keyed by ``Phase`` values so importing this module stays light; a test walks every phase.
+PHASE_STYLE: dict[str, str] = {
+    "unknown": "yellow",
+    "queued": "",
+    "running": "",
+    "retrying": "",
+    "succeeded": "green",
+    "failed": "red",
+    "revoked": "red",
+    "lost": "red",
+}
+
 class PlainReporter:
     def __init__(self, out: Output, enabled: bool) -> None:
         self.out = out
@@ -74,13 +88,7 @@ class BarReporter:
             completed, total = min(float(percent), 99.0), 100.0
         else:
             completed, total = None, None
-        style = {
-            Phase.SUCCEEDED: "green",
-            Phase.FAILED: "red",
-            Phase.REVOKED: "red",
-            Phase.LOST: "red",
-            Phase.UNKNOWN: "yellow",
-        }.get(task.phase, "")
+        style = PHASE_STYLE[task.phase.value]
         message = progress.message if progress is not None and progress.message else ""
         detail = Text(phase_text(task) + (f"  {message}" if message else ""), style=style)
         if row is None:
