@@ -65,8 +65,12 @@ def wait_for(predicate, timeout=15.0):
 
 def open_page(page, url):
     page.goto(url)
-    page.wait_for_function("() => document.readyState === 'complete'")
-    page.wait_for_timeout(500)  # let the page's script and first live update run
+    # The page's script ran, and a live page has applied its first update (pushed or polled).
+    page.wait_for_function(
+        "() => document.documentElement.getAttribute('data-fileintel-ready') === '1'"
+        " && (window.fileintelTransport === undefined"
+        "     || document.documentElement.getAttribute('data-fileintel-live') === '1')"
+    )
 
 
 def test_hostile_task_text_executes_nothing_and_is_shown_literally(app, worker, flower, page):

@@ -83,7 +83,13 @@
   function setLive(text) { setText(byId("fi-live"), text); }
 
   /* Push first; on failure (or ?fi_transport=poll) poll the page's JSON endpoint. */
-  function connect(root, onData, onEnd) {
+  function connect(root, handleData, onEnd) {
+    // The first data (pushed or polled) marks the page live, for tests and tools that wait.
+    function onData(kind, data) {
+      var result = handleData(kind, data);
+      document.documentElement.setAttribute("data-fileintel-live", "1");
+      return result;
+    }
     var eventsUrl = root.getAttribute("data-events-url");
     var pollUrl = root.getAttribute("data-poll-url");
     var forcePoll = /[?&]fi_transport=poll\b/.test(window.location.search);
@@ -318,5 +324,6 @@
     if (board) { boardPage(board); }
     tickCountdowns();
     window.setInterval(tickCountdowns, 1000);
+    document.documentElement.setAttribute("data-fileintel-ready", "1");
   });
 })();
