@@ -18,7 +18,6 @@ from typing import Any
 from celery import states
 
 from celery_ext.progress import PROGRESS_STATE, normalize_progress
-from celery_ext.records import TaskRecord
 from celery_ext.results import find_placeholders, make_json_safe
 from celery_ext.settings import FileIntelSettings
 from celery_ext.status import (
@@ -31,6 +30,7 @@ from celery_ext.status import (
     TaskStatus,
     classify,
 )
+from celery_ext.task_record import TaskRecord
 
 __all__ = ["Observation", "build_status"]
 

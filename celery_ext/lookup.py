@@ -28,19 +28,11 @@ from celery import Celery, states
 from celery_ext.classify import Observation, build_status
 from celery_ext.decoding import PICKLE_REFUSED, NotDecoded, decode_stored, stores_pickle
 from celery_ext.ids import validate_task_id
-from celery_ext.records import (
-    Rank,
-    RecordStore,
-    TaskRecord,
-    apply_write,
-    backend_errors,
-    record_fields,
-    store_for,
-    unavailable,
-)
+from celery_ext.records import RecordStore, backend_errors, store_for, unavailable
 from celery_ext.results import make_json_safe
 from celery_ext.settings import result_expires_seconds
 from celery_ext.status import TaskStatus
+from celery_ext.task_record import Rank, TaskRecord, apply_write, record_fields
 from celery_ext.writer import RecordWrite, pending_write
 
 __all__ = ["describe", "describe_many"]

@@ -27,7 +27,8 @@ from typing import Any
 from celery import Celery
 from redis.exceptions import NoScriptError
 
-from celery_ext.records import FINISHED_INDEX_SIZE, SENT, WRITE_SCRIPT, Rank, RecordStore, apply_write, store_for
+from celery_ext.records import FINISHED_INDEX_SIZE, RecordStore, store_for
+from celery_ext.task_record import SENT, WRITE_SCRIPT, Rank, apply_write
 
 __all__ = ["RecordWrite", "RecordWriter", "writer_for", "pending_write", "flush_all"]
 
@@ -222,7 +223,7 @@ class RecordWriter:
 
 def coalesce(batch: list[RecordWrite]) -> list[RecordWrite]:
     """Fold the writes for the same task into one, with the record script's own rules
-    (``records.apply_write``)."""
+    (``task_record.apply_write``)."""
     folded: dict[str, RecordWrite] = {}
     for write in batch:
         current = folded.get(write.task_id)

@@ -12,7 +12,7 @@ import pytest
 
 from celery_ext.classify import Observation, build_status
 from celery_ext.cli import RESULT_EXIT, WAIT_EXIT, ExitCode
-from celery_ext.records import TaskRecord
+from celery_ext.task_record import TaskRecord
 from celery_ext.settings import FileIntelSettings
 from celery_ext.status import Outcome, Phase
 from celery_ext.verdict import SENTENCES, sentence
