@@ -5,6 +5,8 @@
     FileIntelError
     ├── InvalidTaskId (also a ValueError)    a malformed id, rejected before any Redis call
     ├── BackendUnavailable                   Redis / the result backend cannot be reached
+    │   └── BackendLost                      ... and still was when a wait's deadline passed
+    ├── WaitTimeout (also a TimeoutError)     a wait's deadline passed with tasks unfinished
     ├── ResultNotSerializable                FileIntelTask with result_policy="fail"
     └── ResultTooLarge                       FileIntelTask with result_size_policy="fail"
 
@@ -14,7 +16,12 @@ nothing below them does.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from celery_ext.status import TaskStatus
+    from celery_ext.watch import WaitResult
 
 __all__ = [
     "FileIntelError",
@@ -22,6 +29,8 @@ __all__ = [
     "BackendUnavailable",
     "ResultNotSerializable",
     "ResultTooLarge",
+    "WaitTimeout",
+    "BackendLost",
     "redact_url",
 ]
 
@@ -77,3 +86,32 @@ def _redact_one(url: str) -> str:
         host = f"{host}:{parts.port}"
     netloc = f"{user}:***@{host}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class WaitTimeout(FileIntelError, TimeoutError):
+    """The deadline passed while some tasks were still unknown, queued, running or retrying."""
+
+    def __init__(self, outcome: WaitResult) -> None:
+        self.outcome = outcome
+        unfinished = outcome.unfinished
+        shown = ", ".join(
+            f"{task_id} ({outcome[task_id].phase.value})" for task_id in unfinished[:5]
+        )
+        more = f" and {len(unfinished) - 5} more" if len(unfinished) > 5 else ""
+        super().__init__(
+            f"timed out after {outcome.timeout:g} s with {len(unfinished)} task(s) unfinished: "
+            f"{shown}{more}. Wait longer, or check that a worker consumes their queue."
+        )
+
+
+class BackendLost(BackendUnavailable):
+    """Redis was still unreachable when the wait's deadline passed.
+
+    ``statuses`` holds the last status read for each task before Redis went away (tasks never
+    read are missing), ``down_for_s`` how long Redis had been unreachable.
+    """
+
+    def __init__(self, url: str, reason: str, *, statuses: dict[str, TaskStatus], down_for_s: float) -> None:
+        self.statuses = statuses
+        self.down_for_s = down_for_s
+        super().__init__(url, f"{reason} (unreachable for the last {down_for_s:.1f} s of the wait)")

@@ -30,13 +30,18 @@ current state, and leaves the subscription open after a timeout (see DESIGN.md).
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from celery_ext.errors import BackendUnavailable, FileIntelError
-from celery_ext.push import CONNECT_TIMEOUT, Backoff, Message, parse_message, supports_push
+from celery_ext.errors import BackendLost, BackendUnavailable, WaitTimeout
+from celery_ext.push import (
+    CONNECT_TIMEOUT,
+    Backoff,
+    Message,
+    parse_message,
+    supports_push,
+)
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -95,35 +100,6 @@ class WaitResult(dict[str, "TaskStatus"]):
         """Raise ``WaitTimeout`` if some task was not finished at the deadline."""
         if self.timed_out:
             raise WaitTimeout(self)
-
-
-class WaitTimeout(FileIntelError, TimeoutError):
-    """The deadline passed while some tasks were still unknown, queued, running or retrying."""
-
-    def __init__(self, outcome: WaitResult) -> None:
-        self.outcome = outcome
-        unfinished = outcome.unfinished
-        shown = ", ".join(
-            f"{task_id} ({outcome[task_id].phase.value})" for task_id in unfinished[:5]
-        )
-        more = f" and {len(unfinished) - 5} more" if len(unfinished) > 5 else ""
-        super().__init__(
-            f"timed out after {outcome.timeout:g} s with {len(unfinished)} task(s) unfinished: "
-            f"{shown}{more}. Wait longer, or check that a worker consumes their queue."
-        )
-
-
-class BackendLost(BackendUnavailable):
-    """Redis was still unreachable when the wait's deadline passed.
-
-    ``statuses`` holds the last status read for each task before Redis went away (tasks never
-    read are missing), ``down_for_s`` how long Redis had been unreachable.
-    """
-
-    def __init__(self, url: str, reason: str, *, statuses: dict[str, TaskStatus], down_for_s: float) -> None:
-        self.statuses = statuses
-        self.down_for_s = down_for_s
-        super().__init__(url, f"{reason} (unreachable for the last {down_for_s:.1f} s of the wait)")
 
 
 def wait(

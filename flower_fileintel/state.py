@@ -39,7 +39,6 @@ class PluginState:
 
     def __init__(self, application: Any) -> None:
         from celery_ext.settings import get_settings
-
         from flower_fileintel.live import LiveHub
 
         self.application = application
@@ -81,8 +80,7 @@ class PluginState:
         """
         from celery_ext import describe_many
         from celery_ext.records import recent_task_ids
-
-        from flower_fileintel.live import board_entry
+        from flower_fileintel.watchers import board_entry
 
         active = recent_task_ids(self.capp, "active", BOARD_RUNNING_LIMIT)
         finished = recent_task_ids(self.capp, "finished", BOARD_FINISHED_LIMIT)

@@ -189,7 +189,8 @@ def test_a_board_that_cannot_be_refreshed_tells_its_viewers(app):
     """The SSE stream reports a problem instead of going silent (and recovers after)."""
     import asyncio
 
-    from flower_fileintel.live import BoardWatcher, LiveHub
+    from flower_fileintel.live import LiveHub
+    from flower_fileintel.watchers import BoardWatcher
 
     answers = [RuntimeError("Redis said no"), {"running": [], "finished": [], "expiring": []}]
 

@@ -1,4 +1,5 @@
-"""The design's import rules, read from the source (every import, in functions too):
+"""The design's import rules, read from the source (every import that runs, in functions
+too; imports under ``if TYPE_CHECKING:`` never run and are left out):
 
 - data flows one way: ``celery_ext`` never imports ``flower_fileintel``;
 - only ``celery_ext`` talks to Redis (``flower_fileintel.demo`` excepted: it starts, probes
@@ -34,7 +35,16 @@ def _imports() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in ours.items():
         found: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        type_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+            for inner in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if id(node) in type_only:  # imports for type checkers only never run
+                continue
             if isinstance(node, ast.Import):
                 found.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
