@@ -9,6 +9,8 @@ same private Redis as the test that started it:
 - ``FILEINTEL_TEST_POOL_START_METHOD``: ``spawn`` for the spawn-pool test.
 - ``FILEINTEL_TEST_LOST_AFTER``: ``fileintel_lost_after`` in seconds (the lost-worker tests).
 - ``FILEINTEL_TEST_MAX_RESULT_BYTES``: ``fileintel_max_result_bytes`` (the outcome matrix).
+- ``FILEINTEL_TEST_RECORDS_URL``: ``fileintel_redis_url``, records on a Redis of their own
+  (the fault tests).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ if os.environ.get("FILEINTEL_TEST_LOST_AFTER"):
     app.conf.fileintel_lost_after = float(os.environ["FILEINTEL_TEST_LOST_AFTER"])
 if os.environ.get("FILEINTEL_TEST_MAX_RESULT_BYTES"):
     app.conf.fileintel_max_result_bytes = int(os.environ["FILEINTEL_TEST_MAX_RESULT_BYTES"])
+if os.environ.get("FILEINTEL_TEST_RECORDS_URL"):
+    app.conf.fileintel_redis_url = os.environ["FILEINTEL_TEST_RECORDS_URL"]
 if os.environ.get("FILEINTEL_TEST_POOL_START_METHOD"):
     app.conf.worker_pool_start_method = os.environ["FILEINTEL_TEST_POOL_START_METHOD"]
 

@@ -222,3 +222,36 @@ def test_50_board_viewers_all_get_the_board_over_one_subscription(app, worker, c
     with capsys.disabled():
         print(f"\n50 board viewers: all got the board; first snapshot median {firsts[25] * 1000:.0f} ms, "
               f"slowest {firsts[-1] * 1000:.0f} ms; pub/sub connections: {connections}")
+
+
+@pytest.mark.slow
+def test_a_worker_whose_records_redis_is_paused_loses_and_fails_no_task(app, subprocess_worker, capsys):
+    """Records on a Redis of their own, paused while a prefork worker runs tasks: every task
+    still succeeds (the records are written from a thread, with a short timeout)."""
+    from tests import proj
+
+    records = RedisServer()
+    records.start()
+    try:
+        subprocess_worker(pool="prefork", concurrency=2, env={"FILEINTEL_TEST_RECORDS_URL": records.url})
+        first = proj.add.delay(0, 0)
+        assert first.get(timeout=30) == 0  # the worker is up
+        with records.client() as client:  # and writes its records to this Redis
+            deadline = time.monotonic() + 10
+            while not client.exists(f"fileintel-record-{first.id}") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert client.exists(f"fileintel-record-{first.id}")
+        os.kill(records.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            results = [proj.add.delay(i, 1) for i in range(20)]
+            values = [r.get(timeout=60) for r in results]
+            elapsed = time.monotonic() - started
+        finally:
+            os.kill(records.pid, signal.SIGCONT)
+    finally:
+        records.close()
+    assert values == [i + 1 for i in range(20)]
+    assert all(r.state == "SUCCESS" for r in results)
+    with capsys.disabled():
+        print(f"\n20 tasks on a worker whose records Redis was paused: all succeeded in {elapsed:.2f} s")
