@@ -4,6 +4,7 @@
 
     FileIntelError
     ├── InvalidTaskId (also a ValueError)    a malformed id, rejected before any Redis call
+    ├── AmbiguousTaskId (also a ValueError)  a short id that several recent tasks start with
     ├── BackendUnavailable                   Redis / the result backend cannot be reached
     │   └── BackendLost                      ... and still was when a wait's deadline passed
     ├── WaitTimeout (also a TimeoutError)     a wait's deadline passed with tasks unfinished
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FileIntelError",
     "InvalidTaskId",
+    "AmbiguousTaskId",
     "BackendUnavailable",
     "ResultNotSerializable",
     "ResultTooLarge",
@@ -41,6 +43,19 @@ class FileIntelError(Exception):
 
 class InvalidTaskId(FileIntelError, ValueError):
     """The task id cannot be a Celery task id (empty, too long, control or glob characters)."""
+
+
+class AmbiguousTaskId(FileIntelError, ValueError):
+    """A short id that more than one recent task's id starts with."""
+
+    def __init__(self, prefix: str, candidates: list[str]) -> None:
+        self.prefix = prefix
+        self.candidates = candidates
+        shown = ", ".join(candidates[:10]) + (f" and {len(candidates) - 10} more" if len(candidates) > 10 else "")
+        super().__init__(
+            f"{len(candidates)} recent tasks have ids starting with {prefix!r}: {shown}. "
+            "Give more of the id."
+        )
 
 
 class BackendUnavailable(FileIntelError):

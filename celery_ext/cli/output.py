@@ -127,7 +127,7 @@ class Output:
     @contextlib.contextmanager
     def edges(self) -> Iterator[None]:
         """Turn library errors and Ctrl-C into messages and exit codes (never a traceback)."""
-        from celery_ext.errors import BackendUnavailable, InvalidTaskId
+        from celery_ext.errors import AmbiguousTaskId, BackendUnavailable, InvalidTaskId
 
         try:
             self.require_backend()
@@ -142,7 +142,7 @@ class Output:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             self.ctx.exit(ExitCode.BROKEN_PIPE)
-        except InvalidTaskId as exc:
+        except (InvalidTaskId, AmbiguousTaskId) as exc:
             raise click.UsageError(str(exc), ctx=self.ctx) from None
         except BackendUnavailable as exc:
             from celery_ext.watch import BackendLost

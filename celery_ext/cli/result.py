@@ -66,14 +66,15 @@ def result(
 
     Results above fileintel_max_result_bytes are not printed (exit 5): use --output FILE.
     """
-    from celery_ext.lookup import describe
+    from celery_ext.prefix import describe_id_or_prefix
     from celery_ext.status import Outcome
 
     if output is not None and output != "-":
         output = _output_target(output)  # before any Redis call: a bad path is a usage error
     out = Output(ctx)
     with out.edges():
-        task = describe(out.app, task_id)
+        task = describe_id_or_prefix(out.app, task_id)  # a short id from the board works too
+        task_id = task.task_id
         if task.outcome is Outcome.UNKNOWN:
             # Exits at once even with --wait: use `wait` for ids from producers without install().
             out.unknown(task)

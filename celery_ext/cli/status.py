@@ -28,11 +28,11 @@ def status(ctx: click.Context, task_id: str, as_json: bool, **kwargs: Any) -> No
 
     Exits 0 whenever the backend could answer, whatever the task's phase.
     """
-    from celery_ext.lookup import describe
+    from celery_ext.prefix import describe_id_or_prefix
 
     out = Output(ctx)
     with out.edges():
-        task = describe(out.app, task_id)
+        task = describe_id_or_prefix(out.app, task_id)  # a short id from the board works too
         if as_json:
             out.json(task.to_dict())
         else:

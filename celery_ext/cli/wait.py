@@ -54,9 +54,13 @@ def wait(
     """
     from celery_ext.watch import wait as wait_for
 
+    from celery_ext.prefix import could_be_prefix, describe_id_or_prefix
+
     out = Output(ctx)
-    ids = list(dict.fromkeys(task_ids))
     with out.edges():
+        # A short id from the board stands for the one recent task it starts.
+        full = [describe_id_or_prefix(out.app, i).task_id if could_be_prefix(i) else i for i in task_ids]
+        ids = list(dict.fromkeys(full))
         seconds = resolve_timeout(timeout, out.settings)
         with progress_reporter(out, show_plain=True, no_progress=no_progress) as reporter:
             outcome = wait_for(

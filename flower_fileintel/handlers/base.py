@@ -75,6 +75,24 @@ class PluginHandler(BaseHandler):
         metrics.LOOKUPS.labels(self.route, status.phase.value).inc()
         return status
 
+    async def lookup_id_or_prefix(self, task_id: str) -> TaskStatus:
+        """``lookup``; for an unknown id that could be a short id (the board shows 8
+        characters), the one recent task it starts. Several matches are a 400 listing them."""
+        from celery_ext.errors import AmbiguousTaskId
+        from celery_ext.prefix import could_be_prefix, resolve_prefix
+
+        status = await self.lookup(task_id)
+        if status.outcome is not Outcome.UNKNOWN or not could_be_prefix(task_id):
+            return status
+        try:
+            full = await self.plugin.run(resolve_prefix, self.plugin.capp, task_id)
+        except AmbiguousTaskId as exc:
+            raise ApiError(400, "ambiguous_task_id", str(exc), candidates=exc.candidates) from exc
+        except BackendUnavailable as exc:
+            metrics.REDIS_ERRORS.labels("lookup").inc()
+            raise ApiError(503, "backend_unavailable", f"cannot read task {task_id}: {exc}") from exc
+        return status if full == task_id else await self.lookup(full)
+
     def query_float(self, name: str, low: float, high: float | None = None) -> float | None:
         """A numeric query argument, or None. Bad values are 400 (``get_query_argument``:
         Flower's ``get_argument`` HTML-escapes values)."""

@@ -66,7 +66,12 @@ class TaskPageHandler(PageHandler):
     @web.authenticated
     async def get(self, task_id: str) -> None:
         task_id = self.valid_id(task_id)
-        status = await self.lookup(task_id)
+        status = await self.lookup_id_or_prefix(task_id)
+        if status.task_id != task_id:  # a short id: show the task under its own address
+            from urllib.parse import quote
+
+            self.redirect(self.url_prefix_path(f"/fileintel/task/{quote(status.task_id, safe='')}"))
+            return
         metrics.OUTCOMES.labels(self.route, status.outcome.value).inc()
         show_result = (
             status.result_info.inline
