@@ -532,3 +532,27 @@ def chromium_path() -> str:
         "FILEINTEL_INSTALL_BROWSER=1)"
     )
     raise AssertionError("unreachable")
+
+
+def wait_listening(proc: subprocess.Popen[Any], port: int, timeout: float = 40.0, https: bool = False) -> None:
+    """Wait until a Flower subprocess answers on ``port`` (its /healthcheck)."""
+    import http.client
+    import ssl
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"flower exited with {proc.returncode}:\n{out}\n{err}")
+        try:
+            if https:
+                conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=ssl._create_unverified_context())
+            else:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthcheck")
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"flower did not listen on {port} within {timeout} s")

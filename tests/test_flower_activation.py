@@ -10,34 +10,13 @@ import http.client
 import shutil
 import ssl
 import subprocess
-import time
 
 import pytest
 
 from flower_fileintel.testing import http_get
-from tests.harness import free_port, kill_process_tree, start_celery
+from tests.harness import free_port, kill_process_tree, start_celery, wait_listening
 
 pytestmark = [pytest.mark.integration]
-
-
-def wait_listening(proc, port, timeout=40.0, https=False):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"flower exited with {proc.returncode}:\n{out}\n{err}")
-        try:
-            if https:
-                conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=ssl._create_unverified_context())
-            else:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthcheck")
-            conn.getresponse().read()
-            conn.close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"flower did not listen on {port} within {timeout} s")
 
 
 @pytest.fixture

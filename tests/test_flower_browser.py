@@ -147,3 +147,37 @@ def test_progress_bar_moves_without_reload_on_the_board(app, worker, flower, pag
     assert page.evaluate("window.__notReloaded") is True
     assert page.evaluate("window.fileintelProgressBatches") >= 1  # moved by pushed batches
     result.get(timeout=15)
+
+
+@pytest.mark.slow
+def test_the_board_keeps_updating_across_a_flower_restart(app, worker, browser):
+    """Viewers connected while Flower restarts (a real process, killed and started again on
+    its port): the page falls back to polling and shows tasks that finish after the restart,
+    with no reload."""
+    from tests.harness import free_port, kill_process_tree, start_celery, wait_listening
+
+    port = free_port()
+    env = {"FLOWER_BASIC_AUTH": f"{AUTH['username']}:{AUTH['password']}"}
+
+    def start_flower():
+        proc = start_celery("fileintel", "flower", f"--port={port}", "--address=127.0.0.1", env=env)
+        wait_listening(proc, port)
+        return proc
+
+    context = browser.new_context(http_credentials=AUTH)
+    page = context.new_page()
+    flower = start_flower()
+    try:
+        open_page(page, f"http://127.0.0.1:{port}/fileintel")
+        kill_process_tree(flower, term_timeout=10)
+        flower = start_flower()
+        result = app.tasks["tests.proj.add"].delay(2, 3)
+        assert result.get(timeout=30) == 5
+        page.wait_for_function(
+            "short => document.getElementById('fi-board').textContent.includes(short)",
+            arg=result.id[:8], timeout=30000,
+        )
+        assert page.text_content("#fi-live")
+    finally:
+        kill_process_tree(flower, term_timeout=10)
+        context.close()
