@@ -1,7 +1,7 @@
 """Counts for monitoring: what the bootstep's indexes say about the cluster right now.
 
 ``take_inventory(app)`` costs one pipelined round trip for the indexes plus one
-``describe_many`` of at most ``ACTIVE_LIMIT`` active tasks, whatever the number of tasks in
+``describe_many`` of at most ``ACTIVE_READ_LIMIT`` active tasks, whatever the number of tasks in
 Redis: Flower's metrics refresher calls it every 30 s (never on its IOLoop).
 
 - **active tasks by phase**: the started-not-finished index, classified like every reader
@@ -18,21 +18,23 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from celery_ext.records import backend_errors, recent_task_ids, store_for, unavailable
+from celery_ext.records import (
+    ACTIVE_READ_LIMIT,
+    backend_errors,
+    recent_task_ids,
+    store_for,
+    unavailable,
+)
 from celery_ext.settings import result_expires_seconds
 from celery_ext.status import Phase
 
 if TYPE_CHECKING:
     from celery import Celery
 
-__all__ = ["Inventory", "take_inventory", "WINDOWS", "ACTIVE_LIMIT"]
+__all__ = ["Inventory", "take_inventory", "WINDOWS"]
 
 #: The "expires within" windows, by label.
 WINDOWS: dict[str, int] = {"1h": 3600, "1d": 86400}
-#: Active tasks classified per inventory (the board shows as many).
-ACTIVE_LIMIT = 200
-#: Only phases are read from active tasks: no payload above this is loaded.
-_METADATA_ONLY = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Inventory:
 
 def take_inventory(app: Celery, *, now: float | None = None) -> Inventory:
     """Count what the indexes hold (``BackendUnavailable`` when Redis does not answer)."""
-    from celery_ext.lookup import describe_many
+    from celery_ext.lookup import METADATA_ONLY_BYTES, describe_many
 
     store = store_for(app)
     if not store.enabled:
@@ -69,8 +71,8 @@ def take_inventory(app: Celery, *, now: float | None = None) -> Inventory:
             for seconds in WINDOWS.values():
                 pipe.zcount(key, f"({now - ttl}", now - ttl + seconds)
         replies = pipe.execute()
-        active_ids = recent_task_ids(app, "active", ACTIVE_LIMIT)
-        statuses = describe_many(app, active_ids, max_result_bytes=_METADATA_ONLY) if active_ids else []
+        active_ids = recent_task_ids(app, "active", ACTIVE_READ_LIMIT)
+        statuses = describe_many(app, active_ids, max_result_bytes=METADATA_ONLY_BYTES) if active_ids else []
     except backend_errors() as exc:
         raise unavailable(store, exc) from exc
 

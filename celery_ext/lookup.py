@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -26,7 +26,13 @@ from typing import Any
 from celery import Celery, states
 
 from celery_ext.classify import Observation, build_status
-from celery_ext.decoding import PICKLE_REFUSED, NotDecoded, decode_stored, stores_pickle
+from celery_ext.decoding import (
+    PICKLE_REFUSED,
+    NotDecoded,
+    decode_stored,
+    printable,
+    stores_pickle,
+)
 from celery_ext.ids import validate_task_id
 from celery_ext.records import RecordStore, backend_errors, store_for, unavailable
 from celery_ext.results import make_json_safe
@@ -35,7 +41,11 @@ from celery_ext.status import TaskStatus
 from celery_ext.task_record import Rank, TaskRecord, apply_write, record_fields
 from celery_ext.writer import RecordWrite, pending_write
 
-__all__ = ["describe", "describe_many"]
+__all__ = ["describe", "describe_many", "METADATA_ONLY_BYTES"]
+
+#: ``max_result_bytes`` for readers that want a task's metadata, not its result (the board,
+#: the inventory): payloads above this are not loaded.
+METADATA_ONLY_BYTES = 64 * 1024
 
 READ_SCRIPT = string.Template("""
 local size = redis.call('STRLEN', KEYS[1])
@@ -123,8 +133,8 @@ def _unreadable(task_id: str, now: datetime, problem: str) -> Observation:
 
 def _problem(exc: BaseException) -> str:
     """An exception as one short line of text that any output can carry (no lone surrogates)."""
-    text = f"{type(exc).__name__}: {exc}".splitlines()[0][:300] if str(exc) else type(exc).__name__
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    text: str = printable(f"{type(exc).__name__}: {exc}".splitlines()[0][:300] if str(exc) else type(exc).__name__)
+    return text
 
 
 def _observe(app: Celery, store: RecordStore, ids: list[str], max_bytes: int) -> list[Observation]:
@@ -141,26 +151,33 @@ def _observe(app: Celery, store: RecordStore, ids: list[str], max_bytes: int) ->
             client.script_load(READ_SCRIPT)  # Redis restarted, or SCRIPT FLUSH: load it again
             replies = _run_read_script(client, store, ids, max_bytes)
         expires = result_expires_seconds(app)
-        observations = []
-        for task_id, reply in zip(ids, replies):
-            try:
-                if isinstance(reply, Exception):  # e.g. WRONGTYPE: a key of this task is not a string/hash
-                    raise reply
-                observations.append(_from_script(app, task_id, reply, now, expires, pending[task_id]))
-            except backend_errors():
-                raise
-            except Exception as exc:
-                observations.append(_unreadable(task_id, now, f"Redis could not read its keys ({_problem(exc)})"))
-        return observations
-    observations = []
-    for task_id in ids:
-        try:
-            observations.append(_observe_generic(app, store, task_id, now, pending[task_id]))
-        except backend_errors():
-            raise
-        except Exception as exc:
-            observations.append(_unreadable(task_id, now, f"its stored data could not be read ({_problem(exc)})"))
-    return observations
+
+        def from_script(task_id: str, reply: Any) -> Observation:
+            if isinstance(reply, Exception):  # e.g. WRONGTYPE: a key of this task is not a string/hash
+                raise reply
+            return _from_script(app, task_id, reply, now, expires, pending[task_id])
+
+        return [
+            _or_unreadable(task_id, now, "Redis could not read its keys", from_script, task_id, reply)
+            for task_id, reply in zip(ids, replies)
+        ]
+    return [
+        _or_unreadable(
+            task_id, now, "its stored data could not be read", _observe_generic, app, store, task_id, now, pending[task_id]
+        )
+        for task_id in ids
+    ]
+
+
+def _or_unreadable(task_id: str, now: datetime, what: str, read: Callable[..., Observation], *args: Any) -> Observation:
+    """``read(*args)``, or an unreadable observation of this task saying ``what`` failed: one
+    task's bad data never fails the others. Redis being down still fails the whole read."""
+    try:
+        return read(*args)
+    except backend_errors():
+        raise
+    except Exception as exc:
+        return _unreadable(task_id, now, f"{what} ({_problem(exc)})")
 
 
 def _run_read_script(client: Any, store: RecordStore, ids: list[str], max_bytes: int) -> list[Any]:

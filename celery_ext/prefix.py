@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 from celery_ext.errors import AmbiguousTaskId
 from celery_ext.ids import validate_task_id
-from celery_ext.records import FINISHED_INDEX_SIZE, recent_task_ids
-
+from celery_ext.records import ACTIVE_READ_LIMIT, FINISHED_INDEX_SIZE, recent_task_ids
 from celery_ext.status import Outcome
 
 if TYPE_CHECKING:
@@ -27,8 +26,6 @@ __all__ = ["resolve_prefix", "describe_id_or_prefix", "could_be_prefix", "MIN_PR
 MIN_PREFIX = 6
 #: Celery's ids are 36-character UUIDs: anything this long is a whole id.
 _WHOLE = 32
-#: Started, unfinished tasks considered (the board shows as many).
-_ACTIVE = 200
 
 
 def could_be_prefix(task_id: str) -> bool:
@@ -43,7 +40,7 @@ def resolve_prefix(app: Celery, prefix: str) -> str:
     validate_task_id(prefix)
     if not could_be_prefix(prefix):
         return prefix
-    recent = recent_task_ids(app, "active", _ACTIVE) + recent_task_ids(app, "finished", FINISHED_INDEX_SIZE)
+    recent = recent_task_ids(app, "active", ACTIVE_READ_LIMIT) + recent_task_ids(app, "finished", FINISHED_INDEX_SIZE)
     matches = sorted({task_id for task_id in recent if task_id.startswith(prefix)})
     if len(matches) > 1:
         raise AmbiguousTaskId(prefix, matches)

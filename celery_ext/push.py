@@ -7,8 +7,9 @@ connection, their decoding and their reconnect backoff from here, so a backend e
 pushes for both or for neither (Sentinel included), and both apply the same settings.
 
 - ``supports_push(app)``: a Redis result backend, plain or Sentinel.
-- ``Subscriber`` / ``AsyncSubscriber``: one pub/sub connection each, with the same methods
-  (the sync one blocking, the async one awaitable); messages come back as ``Message``.
+- ``Subscriber`` (blocking: ``wait()`` subscribes to its tasks' channels) and
+  ``AsyncSubscriber`` (awaitable: Flower's hub subscribes to the pattern of every channel):
+  one pub/sub connection each; ``parse_message`` turns what they read into a ``Message``.
 - ``decode_update(app, message)``: a small message turned into an ``Update`` (state, phase,
   normalised progress) without a Redis read, or None when a real read must say more.
 - ``Backoff``: the delays between reconnects (and between polls where nothing pushes).
@@ -109,17 +110,10 @@ class Subscriber:
     def subscribe(self, channels: Iterable[bytes]) -> None:
         self._pubsub.subscribe(*channels)
 
-    def psubscribe(self, pattern: bytes) -> None:
-        self._pubsub.psubscribe(pattern)
-
     def get_raw(self, timeout: float) -> dict[str, Any] | None:
         """The next pub/sub message of any kind (subscribe confirmations too), or None."""
         message: dict[str, Any] | None = self._pubsub.get_message(timeout=timeout)
         return message
-
-    def get_message(self, timeout: float) -> Message | None:
-        """The next state change, or None if none came within ``timeout`` seconds."""
-        return parse_message(self.app, self.get_raw(timeout))
 
     def close(self) -> None:
         """Release the connection; safe to call twice."""
@@ -193,9 +187,6 @@ class AsyncSubscriber:
         self._client = _async_client(self.app, self.client_name, timeout)
         self._pubsub = self._client.pubsub()
 
-    async def subscribe(self, channels: Iterable[bytes]) -> None:
-        await self._bounded(self._pubsub.subscribe(*channels))
-
     async def psubscribe(self, pattern: bytes) -> None:
         await self._bounded(self._pubsub.psubscribe(pattern))
 
@@ -213,9 +204,6 @@ class AsyncSubscriber:
             ignore_subscribe_messages=False, timeout=timeout
         )
         return message
-
-    async def get_message(self, timeout: float) -> Message | None:
-        return parse_message(self.app, await self.get_raw(timeout))
 
     async def ping(self) -> None:
         """Ask for a PONG (it arrives through ``get_raw``)."""
@@ -256,6 +244,9 @@ def _async_client(app: Celery, client_name: str, timeout: float | None) -> Any:
     except ImportError:  # redis-py 4.6 has no async Retry: its default does not retry either
         pass
 
+    if conn_class is not None and issubclass(conn_class, redis.SSLConnection):
+        params["ssl"] = True
+
     if isinstance(backend, SentinelBackend):
         from redis.asyncio import sentinel as async_sentinel
 
@@ -263,8 +254,6 @@ def _async_client(app: Celery, client_name: str, timeout: float | None) -> Any:
         Sentinel: Any = async_sentinel.Sentinel
         hosts = [(h["host"], h["port"]) for h in params.pop("hosts")]
         options = backend._transport_options  # where Celery itself reads master_name from
-        if conn_class is not None and issubclass(conn_class, redis.SSLConnection):
-            params["ssl"] = True
         sentinel = Sentinel(
             hosts,
             min_other_sentinels=options.get("min_other_sentinels", 0),
@@ -273,9 +262,7 @@ def _async_client(app: Celery, client_name: str, timeout: float | None) -> Any:
         accepted = set(inspect.signature(aioredis.Connection.__init__).parameters) | {"ssl"}
         return sentinel.master_for(options.get("master_name"), **{k: v for k, v in params.items() if k in accepted})
 
-    if conn_class is not None and issubclass(conn_class, redis.SSLConnection):
-        params["ssl"] = True
-    elif conn_class is not None and issubclass(conn_class, redis.UnixDomainSocketConnection):
+    if conn_class is not None and issubclass(conn_class, redis.UnixDomainSocketConnection):
         params["unix_socket_path"] = params.pop("path", None)
     accepted = set(inspect.signature(aioredis.Redis.__init__).parameters)
     return aioredis.Redis(**{k: v for k, v in params.items() if k in accepted})

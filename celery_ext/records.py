@@ -43,6 +43,7 @@ __all__ = [
     "backend_errors",
     "unavailable",
     "FINISHED_INDEX_SIZE",
+    "ACTIVE_READ_LIMIT",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ _FINISHED = b"fileintel-finished"
 _WORKER = b"fileintel-worker-"
 #: How many finished ids the "finished" index keeps (the board's "recently finished").
 FINISHED_INDEX_SIZE = 1000
+#: How many of the newest started, unfinished tasks readers of the "active" index look at
+#: (the board, the inventory, short ids): their cost stays bounded however many run.
+ACTIVE_READ_LIMIT = 200
 
 
 class RecordStore:
@@ -240,7 +244,7 @@ def recent_task_ids(app: Celery, kind: str, limit: int = 100) -> list[str]:
         raise unavailable(store, exc) from exc
     valid = []
     for raw in ids:
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        text = text_of(raw)
         try:
             valid.append(validate_task_id(text))
         except ValueError:  # written by something else: no task of ours, and no reader's problem

@@ -25,12 +25,8 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 LOOKUP_THREADS = 8
 #: Threads for downloads (each holds one for the length of a transfer).
 DOWNLOAD_THREADS = 4
-#: Board sizes.
-BOARD_RUNNING_LIMIT = 200
+#: Recently finished tasks on the board (running ones: celery_ext's ACTIVE_READ_LIMIT).
 BOARD_FINISHED_LIMIT = 25
-#: The board reads metadata only: payloads above this (finished results) are not loaded.
-BOARD_LOAD_LIMIT = 64 * 1024
-BOARD_EXPIRY_SCAN = 25
 
 T = TypeVar("T")
 
@@ -63,6 +59,11 @@ class PluginState:
 
         return await self.run(celery_ext.describe, self.capp, task_id)
 
+    async def describe_id_or_prefix(self, task_id: str) -> Any:
+        from celery_ext.prefix import describe_id_or_prefix
+
+        return await self.run(describe_id_or_prefix, self.capp, task_id)
+
     async def describe_many(self, task_ids: list[str]) -> list[Any]:
         import celery_ext
 
@@ -76,19 +77,19 @@ class PluginState:
 
         A finished task does not change, so its board entry (which never holds the result)
         is read once and cached; only its expiry is recomputed. Results above
-        BOARD_LOAD_LIMIT are not even loaded for that one read.
+        METADATA_ONLY_BYTES are not even loaded for that one read.
         """
-        from celery_ext import describe_many
-        from celery_ext.records import recent_task_ids
+        from celery_ext.lookup import METADATA_ONLY_BYTES, describe_many
+        from celery_ext.records import ACTIVE_READ_LIMIT, recent_task_ids
         from flower_fileintel.watchers import board_entry
 
-        active = recent_task_ids(self.capp, "active", BOARD_RUNNING_LIMIT)
+        active = recent_task_ids(self.capp, "active", ACTIVE_READ_LIMIT)
         finished = recent_task_ids(self.capp, "finished", BOARD_FINISHED_LIMIT)
         with self._board_lock:
             missing = [i for i in finished if i not in self._finished_cache]
         ids = active + missing
         # The board shows no results: load none but small progress payloads.
-        statuses = describe_many(self.capp, ids, max_result_bytes=BOARD_LOAD_LIMIT) if ids else []
+        statuses = describe_many(self.capp, ids, max_result_bytes=METADATA_ONLY_BYTES) if ids else []
         running = [board_entry(s) for s in statuses[: len(active)] if not s.ready]
         now = time.time()
         with self._board_lock:

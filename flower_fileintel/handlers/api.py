@@ -24,7 +24,7 @@ class StatusApiHandler(ApiHandler):
 
     @web.authenticated
     async def get(self, task_id: str) -> None:
-        status = await self.lookup_id_or_prefix(self.valid_id(task_id))
+        status = await self.lookup(self.valid_id(task_id), short_ids=True)
         metrics.OUTCOMES.labels(self.route, status.outcome.value).inc()
         self.write_json(200, status.to_dict())
 

@@ -57,13 +57,20 @@ class PluginHandler(BaseHandler):
         except InvalidTaskId as exc:
             raise ApiError(400, "invalid_task_id", f"malformed task id: {exc}") from exc
 
-    async def lookup(self, task_id: str) -> TaskStatus:
-        """``describe`` off the IOLoop, with metrics; 400 / 503 as ApiError."""
+    async def lookup(self, task_id: str, *, short_ids: bool = False) -> TaskStatus:
+        """``describe`` off the IOLoop, with metrics; 400 / 503 as ApiError. With
+        ``short_ids``, an unknown id that could be a short one (the board shows 8
+        characters) reads as the one recent task it starts; several matches are a 400."""
+        from celery_ext.errors import AmbiguousTaskId
+
+        read = self.plugin.describe_id_or_prefix if short_ids else self.plugin.describe
         started = time.perf_counter()
         try:
-            status: TaskStatus = await self.plugin.describe(task_id)
+            status: TaskStatus = await read(task_id)
         except InvalidTaskId as exc:
             raise ApiError(400, "invalid_task_id", f"malformed task id: {exc}") from exc
+        except AmbiguousTaskId as exc:
+            raise ApiError(400, "ambiguous_task_id", str(exc), candidates=exc.candidates) from exc
         except BackendUnavailable as exc:
             metrics.REDIS_ERRORS.labels("lookup").inc()
             raise ApiError(
@@ -74,24 +81,6 @@ class PluginHandler(BaseHandler):
             metrics.LOOKUP_SECONDS.labels(self.route).observe(time.perf_counter() - started)
         metrics.LOOKUPS.labels(self.route, status.phase.value).inc()
         return status
-
-    async def lookup_id_or_prefix(self, task_id: str) -> TaskStatus:
-        """``lookup``; for an unknown id that could be a short id (the board shows 8
-        characters), the one recent task it starts. Several matches are a 400 listing them."""
-        from celery_ext.errors import AmbiguousTaskId
-        from celery_ext.prefix import could_be_prefix, resolve_prefix
-
-        status = await self.lookup(task_id)
-        if status.outcome is not Outcome.UNKNOWN or not could_be_prefix(task_id):
-            return status
-        try:
-            full = await self.plugin.run(resolve_prefix, self.plugin.capp, task_id)
-        except AmbiguousTaskId as exc:
-            raise ApiError(400, "ambiguous_task_id", str(exc), candidates=exc.candidates) from exc
-        except BackendUnavailable as exc:
-            metrics.REDIS_ERRORS.labels("lookup").inc()
-            raise ApiError(503, "backend_unavailable", f"cannot read task {task_id}: {exc}") from exc
-        return status if full == task_id else await self.lookup(full)
 
     def query_float(self, name: str, low: float, high: float | None = None) -> float | None:
         """A numeric query argument, or None. Bad values are 400 (``get_query_argument``:

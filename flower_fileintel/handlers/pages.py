@@ -66,7 +66,7 @@ class TaskPageHandler(PageHandler):
     @web.authenticated
     async def get(self, task_id: str) -> None:
         task_id = self.valid_id(task_id)
-        status = await self.lookup_id_or_prefix(task_id)
+        status = await self.lookup(task_id, short_ids=True)
         if status.task_id != task_id:  # a short id: show the task under its own address
             from urllib.parse import quote
 
