@@ -154,8 +154,9 @@ def _output_target(output: str) -> str:
     name = os.path.basename(target)
     directory = os.path.dirname(target)
     limit = 255 - _PARTIAL_EXTRA  # most file systems allow 255 bytes; the partial file adds its suffix
-    if len(os.fsencode(name)) > limit:
-        raise bad(f"the file name is {len(os.fsencode(name))} bytes; at most {limit} are possible here")
+    name_bytes = len(os.fsencode(name))
+    if name_bytes > limit:
+        raise bad(f"the file name is {name_bytes} bytes; at most {limit} are possible here")
     if not os.path.isdir(directory):
         raise bad(f"the directory {directory} does not exist")
     if not os.access(directory, os.W_OK):
@@ -181,7 +182,7 @@ def _stream_to(out: Output, task: TaskStatus, output: str) -> ExitCode:
         out.info(f"wrote {size_text(written)} of task {out.esc(task.task_id)}'s result to stdout")
         return ExitCode.OK
 
-    target = output  # absolute, checked by _output_target
+    target = output  # absolute: result() passed it through _output_target
     partial = None
     try:
         fd, partial = tempfile.mkstemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=_PARTIAL_SUFFIX)
