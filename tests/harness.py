@@ -98,7 +98,14 @@ atexit.register(kill_all_registered)
 
 # preexec_fn for every child: SIGKILLed by Linux if pytest dies hard (SIGKILL, OOM). Linux
 # ties this to the thread that started the child: start subprocesses from the test's thread.
-_set_parent_death_signal = die_with_parent
+
+
+def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child
+    """``preexec_fn``: die with the parent, and take Ctrl-C as a terminal user's process
+    would. A suite started in the background by a shell without job control inherits an
+    ignored SIGINT, and Python keeps an ignored SIGINT ignored: the Ctrl-C tests would hang."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def leaked_children(allowed: Sequence[int] = ()) -> list[psutil.Process]:
