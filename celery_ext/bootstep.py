@@ -13,12 +13,17 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, bootsteps, signals, states
 from celery.app import app_or_default
 
-from celery_ext.settings import DEFAULTS, get_settings, result_expires_seconds
+from celery_ext.liveness import current_incarnation
+from celery_ext.measure import take_stored, wrap_redis_backend
+from celery_ext.records import store_for
+from celery_ext.settings import DEFAULTS, get_settings
+from celery_ext.writer import RecordWrite, flush_all, writer_for
 
 __all__ = ["install", "FileIntelStep", "is_installed", "keep_last_progress", "bounded_traceback"]
 
@@ -29,6 +34,13 @@ _installed: weakref.WeakSet[Celery] = weakref.WeakSet()
 _started: dict[str, float] = {}
 _started_lock = threading.Lock()
 ERROR_MESSAGE_MAX = 500
+#: A "started" write waits this long for the task's end, and is folded into it if it comes:
+#: most tasks are short, and one write per task is most of the bootstep's cost.
+STARTED_WAIT = 0.05
+#: A "received" write waits this long; it is dropped if a pool process has taken the task by
+#: then (its "started" write says more). So ``received_at`` is known for tasks that waited in
+#: the worker's prefetch buffer, the ones where it tells something.
+RECEIVED_WAIT = 1.0
 
 
 def install(app: Celery) -> Celery:
@@ -41,6 +53,7 @@ def install(app: Celery) -> Celery:
     if app in _installed:
         return app
     app.add_defaults(DEFAULTS)
+    wrap_redis_backend()
     _on_configured(app)
     # config_from_object() after install() reloads the configuration: apply ours again then.
     app.on_after_configure.connect(_on_configured, weak=False)
@@ -60,7 +73,12 @@ def _on_configured(sender: Celery, **_: Any) -> None:
 def is_installed(app: Celery) -> bool:
     """True for an app ``install`` was called on, and for its copy in a spawned pool child
     (a new object, unpickled from the parent's configuration, which keeps our import)."""
-    return app in _installed or __name__ in (app.conf.get("imports") or ())
+    if app in _installed:
+        return True
+    if __name__ in (app.conf.get("imports") or ()):
+        _installed.add(app)  # asked on every task: read the configuration once
+        return True
+    return False
 
 
 class FileIntelStep(bootsteps.StartStopStep):
@@ -78,8 +96,6 @@ class FileIntelStep(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         from celery_ext.liveness import Heartbeat
-        from celery_ext.records import store_for
-        from celery_ext.writer import writer_for
 
         store = store_for(parent.app)
         if store.enabled:
@@ -94,8 +110,6 @@ class FileIntelStep(bootsteps.StartStopStep):
             )
 
     def stop(self, parent: Any) -> None:
-        from celery_ext.writer import flush_all
-
         if self.heartbeat is not None:
             self.heartbeat.stop()
         flush_all(timeout=5.0)
@@ -115,20 +129,24 @@ def _queue_write(
     task_id: str | None,
     state: str | None,
     fields: dict[str, Any],
+    *,
     measure_result: bool = False,
     live: dict[str, str] | None = None,
+    direct: bool = False,
+    wait: float = 0.0,
+    still_needed: Callable[[], bool] | None = None,
 ) -> None:
-    """Hand a record write to the writer; swallow everything (a record must never break a task)."""
+    """Hand a record write to the writer; swallow everything (a record must never break a task).
+    Runs on every task's path, three times: keep it lean."""
     if app is None or task_id is None or not is_installed(app):
         return
     try:
-        from celery_ext.records import store_for
-        from celery_ext.writer import RecordWrite, writer_for
-
         if not store_for(app).enabled:
             return
-        clean = {k: _text(v) for k, v in fields.items() if v is not None}
-        writer_for(app).put(RecordWrite(task_id, state, clean, measure_result, _now(), live))
+        clean = {k: v if type(v) is str else _text(v) for k, v in fields.items() if v is not None}
+        not_before = time.monotonic() + wait if wait else 0.0
+        write = RecordWrite(task_id, state, clean, measure_result, _now(), live, direct, not_before, still_needed)
+        writer_for(app).put(write)
     except Exception:  # pragma: no cover - defensive
         logger.exception("fileintel: could not queue a record write for task %s", task_id)
 
@@ -141,6 +159,12 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _result_expires_s(app: Celery | None) -> int | None:
+    """``result_expires`` in seconds (read once per app: a settings lookup costs more than
+    the rest of a receiver)."""
+    return store_for(app).result_expires_s if app is not None else None
+
+
 def _task_app(task: Any) -> Celery | None:
     app = getattr(task, "_app", None) or getattr(task, "app", None)
     return app if isinstance(app, Celery) else None
@@ -150,6 +174,18 @@ def _runtime(task_id: str) -> float | None:
     with _started_lock:
         started = _started.pop(task_id, None)
     return round(time.perf_counter() - started, 6) if started is not None else None
+
+
+def _stored_result_fields(task_id: str, state: str, ran_here: bool) -> tuple[dict[str, Any], bool]:
+    """The stored result's size and expiry, as measured when Celery stored it in this thread
+    (``measure.py``), and whether the terminal write may go straight to Redis: only when the
+    task ran in this process (so this process's writer knows what it wrote before) and the
+    result is measured. Otherwise the write script measures and decides."""
+    stored = take_stored(task_id, state)
+    if stored is None:
+        return {}, False
+    expires = "never" if stored.expires_at is None else repr(stored.expires_at)
+    return {"result_bytes": stored.nbytes, "result_expires_ts": expires}, ran_here
 
 
 def keep_last_progress(task: Any, meta: dict[str, Any]) -> None:
@@ -232,7 +268,10 @@ def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
         "name": getattr(request, "name", None),
         "worker": getattr(request, "hostname", None),
     }
-    _queue_write(app, getattr(request, "id", None), states.RECEIVED, fields)
+    _queue_write(
+        app, getattr(request, "id", None), states.RECEIVED, fields, wait=RECEIVED_WAIT,
+        still_needed=lambda: getattr(request, "time_start", None) is None,
+    )
 
 
 @signals.task_prerun.connect(weak=False, dispatch_uid="fileintel.task_prerun")
@@ -242,8 +281,6 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
     with _started_lock:
         _started[task_id] = time.perf_counter()
     request = task.request
-    from celery_ext.liveness import current_incarnation
-
     fields = {
         "started_at": _now(),
         "name": task.name,
@@ -251,7 +288,7 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
         "retries": getattr(request, "retries", 0),
         "incarnation": current_incarnation(),
     }
-    _queue_write(_task_app(task), task_id, states.STARTED, fields)
+    _queue_write(_task_app(task), task_id, states.STARTED, fields, wait=STARTED_WAIT)
 
 
 @signals.task_success.connect(weak=False, dispatch_uid="fileintel.task_success")
@@ -265,17 +302,20 @@ def _on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
         return
     app = _task_app(task)
     ignored = bool(task.ignore_result or getattr(request, "ignore_result", False))
+    runtime = _runtime(task_id)
+    stored, direct = _stored_result_fields(task_id, states.SUCCESS, ran_here=runtime is not None)
     fields: dict[str, Any] = {
         "completed_at": _now(),
-        "runtime_s": _runtime(task_id),
+        "runtime_s": runtime,
         "name": task.name,
         "worker": getattr(request, "hostname", None),
         "retries": getattr(request, "retries", 0),
         "ignore_result": ignored or None,
         "placeholders": getattr(request, "fileintel_placeholders", None),
-        "result_expires_s": result_expires_seconds(app) if app else None,
+        "result_expires_s": _result_expires_s(app),
+        **stored,
     }
-    _queue_write(app, task_id, states.SUCCESS, fields, measure_result=not ignored)
+    _queue_write(app, task_id, states.SUCCESS, fields, measure_result=not ignored and not stored, direct=direct)
 
 
 @signals.task_failure.connect(weak=False, dispatch_uid="fileintel.task_failure")
@@ -291,15 +331,18 @@ def _on_failure(
     task = sender
     app = _task_app(task)
     limit = int(app.conf.get("fileintel_traceback_max") or DEFAULTS["fileintel_traceback_max"]) if app else 0
+    runtime = _runtime(task_id) if task_id else None
+    stored, direct = _stored_result_fields(task_id, states.FAILURE, ran_here=runtime is not None) if task_id else ({}, False)
     fields: dict[str, Any] = {
         "completed_at": _now(),
-        "runtime_s": _runtime(task_id) if task_id else None,
+        "runtime_s": runtime,
         "name": getattr(task, "name", None),
-        "result_expires_s": result_expires_seconds(app) if app else None,
+        "result_expires_s": _result_expires_s(app),
         "error_traceback": bounded_traceback(getattr(einfo, "traceback", None), limit),
         **_error_fields(exception),
+        **stored,
     }
-    _queue_write(app, task_id, states.FAILURE, fields, measure_result=True)
+    _queue_write(app, task_id, states.FAILURE, fields, measure_result=not stored, direct=direct)
 
 
 @signals.task_retry.connect(weak=False, dispatch_uid="fileintel.task_retry")
@@ -332,7 +375,7 @@ def _on_revoked(
         "error_type": "TaskRevokedError",
         "error_module": "celery.exceptions",
         "error_message": reason,
-        "result_expires_s": result_expires_seconds(app) if app else None,
+        "result_expires_s": _result_expires_s(app),
     }
     _queue_write(app, task_id, states.REVOKED, fields, measure_result=True)
 
@@ -340,6 +383,4 @@ def _on_revoked(
 @signals.worker_process_shutdown.connect(weak=False, dispatch_uid="fileintel.process_shutdown")
 def _on_process_shutdown(**_: Any) -> None:
     """Pool child exiting: write what is still queued."""
-    from celery_ext.writer import flush_all
-
     flush_all(timeout=2.0)

@@ -25,7 +25,7 @@ from celery import Celery
 
 from celery_ext.errors import BackendUnavailable
 from celery_ext.ids import validate_task_id
-from celery_ext.settings import effective_record_ttl, get_settings
+from celery_ext.settings import effective_record_ttl, get_settings, result_expires_seconds
 from celery_ext.task_record import text_of
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ __all__ = [
     "backend_errors",
     "unavailable",
     "FINISHED_INDEX_SIZE",
+    "FAILED_INDEX_SIZE",
     "ACTIVE_READ_LIMIT",
 ]
 
@@ -52,9 +53,13 @@ _CELERY_META_PREFIX = b"celery-task-meta-"
 _RECORD = b"fileintel-record-"
 _ACTIVE = b"fileintel-active"
 _FINISHED = b"fileintel-finished"
+_FAILED = b"fileintel-failed"
 _WORKER = b"fileintel-worker-"
 #: How many finished ids the "finished" index keeps (the board's "recently finished").
 FINISHED_INDEX_SIZE = 1000
+#: How many failed or revoked ids the "failed" index keeps: a flood of successes cannot push
+#: the last failures out of sight, as it does in "finished".
+FAILED_INDEX_SIZE = 1000
 #: How many of the newest started, unfinished tasks readers of the "active" index look at
 #: (the board, the inventory, short ids): their cost stays bounded however many run.
 ACTIVE_READ_LIMIT = 200
@@ -75,6 +80,8 @@ class RecordStore:
         self.url = self._records_url()
         self.enabled = self.url is not None
         self.record_ttl = effective_record_ttl(app, self.settings)
+        #: ``result_expires`` in seconds (None: never), as the worker's receivers record it.
+        self.result_expires_s = result_expires_seconds(app)
         self._local = threading.local()
         backend = app.backend
         if self.result_backend_is_redis:
@@ -116,6 +123,10 @@ class RecordStore:
         return self.prefix + _FINISHED
 
     @property
+    def failed_key(self) -> bytes:
+        return self.prefix + _FAILED
+
+    @property
     def worker_key_prefix(self) -> bytes:
         return self.prefix + _WORKER
 
@@ -123,7 +134,7 @@ class RecordStore:
         return self.worker_key_prefix + incarnation.encode()
 
     def keys_for_write(self, task_id: str) -> list[bytes]:
-        return [self.record_key(task_id), self.meta_key(task_id), self.active_key, self.finished_key]
+        return [self.record_key(task_id), self.meta_key(task_id), self.active_key, self.finished_key, self.failed_key]
 
     # -- clients ------------------------------------------------------------------------
     def client(self) -> Redis:
@@ -232,12 +243,12 @@ def redis_client(app: Celery) -> Redis:
 
 
 def recent_task_ids(app: Celery, kind: str, limit: int = 100) -> list[str]:
-    """Ids from the bootstep's indexes, newest first: ``active`` (started, not finished)
-    or ``finished`` (the last 1,000 finished)."""
+    """Ids from the bootstep's indexes, newest first: ``active`` (started, not finished),
+    ``finished`` (the last 1,000 finished) or ``failed`` (the last 1,000 failed or revoked)."""
     store = store_for(app)
     if not store.enabled:
         return []
-    key = {"active": store.active_key, "finished": store.finished_key}[kind]
+    key = {"active": store.active_key, "finished": store.finished_key, "failed": store.failed_key}[kind]
     try:
         ids = store.client().zrevrange(key, 0, max(0, limit - 1))
     except backend_errors() as exc:

@@ -20,7 +20,7 @@ from typing import Any
 
 from celery import states
 
-__all__ = ["SENT", "Rank", "WRITE_SCRIPT", "TaskRecord", "record_fields", "apply_write"]
+__all__ = ["SENT", "Rank", "WRITE_SCRIPT", "FAILED_STATES", "TaskRecord", "record_fields", "apply_write", "moves_up"]
 
 #: Our name for "a producer sent it"; Celery has no such state.
 SENT = "SENT"
@@ -45,22 +45,21 @@ class Rank(enum.IntEnum):
         return cls.SENT
 
 
-# KEYS: record, meta, active index, finished index
+# KEYS: record, meta, active index, finished index, failed index
 # ARGV: ttl, state ('' for none), rank, now (epoch seconds), task id, measure ('1': read the
-#       stored result's size and TTL), finished-index size ('0': do not trim the indexes, the
-#       writer asks once per batch), the fields as one JSON object of strings (one argument
+#       stored result's size and TTL), the fields as one JSON object of strings (one argument
 #       is much cheaper for redis-py to pack than a pair per field), the live fields (JSON).
 # A write that does not move the state up (a late or duplicate signal) only fills fields that
 # are still missing, so a terminal record is never downgraded. Live fields (the last
-# progress) overwrite while the record is not terminal. One script = one atomic step;
-# the common terminal write runs 7 commands (HGET, STRLEN, PTTL, TIME, HSET, ZADD, EXPIRE).
+# progress) overwrite while the record is not terminal. One script = one atomic step.
+# The writer trims the indexes itself, once a second. The common terminal write does not come
+# here: the process that ran the task writes it directly (writer.py, ``direct_commands``).
 WRITE_SCRIPT = string.Template("""
 local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
 local rank = tonumber(ARGV[3])
 local upgrade = ARGV[2] ~= '' and cur < $TERMINAL and rank >= cur
 local now = tonumber(ARGV[4])
-local trim = tonumber(ARGV[7])
-local given = cjson.decode(ARGV[8])
+local given = cjson.decode(ARGV[7])
 if upgrade then
   local fields = {'state', ARGV[2], 'rank', rank}
   for k, v in pairs(given) do
@@ -84,6 +83,7 @@ if upgrade then
   if rank == $TERMINAL then
     if cur == $RUNNING then redis.call('ZREM', KEYS[3], ARGV[5]) end
     redis.call('ZADD', KEYS[4], now, ARGV[5])
+    if ARGV[2] == '$FAILURE' or ARGV[2] == '$REVOKED' then redis.call('ZADD', KEYS[5], now, ARGV[5]) end
   elseif rank == $RUNNING then
     redis.call('ZADD', KEYS[3], now, ARGV[5])
   end
@@ -93,17 +93,18 @@ else
   end
 end
 if cur < $TERMINAL then
-  for k, v in pairs(cjson.decode(ARGV[9])) do
+  for k, v in pairs(cjson.decode(ARGV[8])) do
     redis.call('HSET', KEYS[1], k, v)
   end
 end
-if trim > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[1]))
-  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -trim - 1)
-end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return upgrade and 1 or 0
-""").substitute(TERMINAL=int(Rank.TERMINAL), RUNNING=int(Rank.RUNNING))
+""").substitute(
+    TERMINAL=int(Rank.TERMINAL), RUNNING=int(Rank.RUNNING), FAILURE=states.FAILURE, REVOKED=states.REVOKED
+)
+
+#: Terminal states the "failed" index keeps.
+FAILED_STATES = frozenset({states.FAILURE, states.REVOKED})
 
 
 @dataclass(frozen=True)
@@ -197,14 +198,21 @@ def apply_write(
     missing ones; ``live`` fields overwrite while the record is not terminal. (The writer
     folds batches with it; readers overlay pending writes with it.)"""
     current = fields.get("state")
-    current_rank = Rank.of(current) if current else -1
-    if state and current_rank < Rank.TERMINAL and Rank.of(state) >= current_rank:
+    if state and moves_up(current, state):
         result = {**fields, **new, "state": state}
     else:
         result = {**new, **fields}
-    if live and current_rank < Rank.TERMINAL:
+    if live and (not current or Rank.of(current) < Rank.TERMINAL):
         result.update(live)
     return result
+
+
+def moves_up(current: str | None, new: str | None) -> bool:
+    """Whether a write of state ``new`` sets the state of a record in state ``current``: it
+    moves up (or stays level: a retried task runs again) and never out of a terminal state."""
+    if not new:
+        return False
+    return not current or (Rank.of(current) < Rank.TERMINAL and Rank.of(new) >= Rank.of(current))
 
 
 def _time(value: str | None) -> datetime | None:

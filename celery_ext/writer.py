@@ -6,10 +6,12 @@ queue into one pipeline per batch, with a short socket timeout. When Redis fails
 once per interval and drops that batch: a record is a nicety, the task is what matters.
 
 A producer's "sent" write goes to Redis in the sender's own thread, before the publish, so
-a task just sent reads ``queued`` everywhere. Worker writes go through the thread: an idle
-writer writes at once, a busy one lingers ``LINGER`` to fold a short task's "started" and
-"succeeded" into one write. Until a queued write is done, ``pending()`` hands it to readers
-in the same process.
+a task just sent reads ``queued`` everywhere. Worker writes go through the thread. A write a
+later one will likely supersede waits for it (``not_before``; ``WaitingWrites``), so a short
+task costs one write: its end, which the process that ran it makes with three plain commands
+(``RecordWriter._direct_commands``). A busy writer lingers ``LINGER`` to gather bigger
+batches. Until a queued "sent" write is done, ``pending()`` hands it to readers in the same
+process.
 """
 
 from __future__ import annotations
@@ -22,15 +24,16 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
 from redis.exceptions import NoScriptError
 
-from celery_ext.records import FINISHED_INDEX_SIZE, RecordStore, store_for
-from celery_ext.task_record import SENT, WRITE_SCRIPT, Rank, apply_write
+from celery_ext.records import FAILED_INDEX_SIZE, FINISHED_INDEX_SIZE, RecordStore, store_for
+from celery_ext.task_record import FAILED_STATES, SENT, WRITE_SCRIPT, Rank, apply_write, moves_up
 
-__all__ = ["RecordWrite", "RecordWriter", "writer_for", "pending_write", "flush_all"]
+__all__ = ["RecordWrite", "RecordWriter", "WaitingWrites", "writer_for", "pending_write", "flush_all"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +41,19 @@ MAX_BATCH = 500
 QUEUE_SIZE = 20_000
 ERROR_LOG_INTERVAL = 60.0
 #: A busy writer (its last batch ended less than BUSY_WINDOW ago) waits this long after the
-#: first worker write of a batch for more: a short task's "started" and "succeeded" then
-#: travel as one write. Records lag by at most this much plus one round trip. ("Sent" writes
-#: never wait: while one batch is in flight the next one gathers by itself.)
+#: first worker write of a batch for more: fewer, bigger round trips. Records lag by at most
+#: this much plus one round trip. ("Sent" writes never wait: while one batch is in flight the
+#: next one gathers by itself.)
 LINGER = 0.05
 BUSY_WINDOW = 0.1
 #: How long a process that exits waits for its last record writes.
 EXIT_FLUSH_TIMEOUT = 1.0
+#: The writer trims the indexes (to their sizes, and "active" to the record TTL) at most this
+#: often: a few commands a second, instead of two per batch.
+TRIM_INTERVAL = 1.0
+#: How many ids of tasks this writer finished it remembers: a second terminal write for one
+#: of them (a duplicate signal) goes through the write script, which keeps the first.
+REMEMBERED_TERMINAL = 10_000
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,15 @@ class RecordWrite:
     at: float = 0.0  # epoch seconds of the event
     #: Fields that overwrite (not only fill) while the record is not terminal: the last progress.
     live: dict[str, str] | None = None
+    #: A terminal write from the process that ran the task, with the stored result measured:
+    #: it may skip the write script (see ``RecordWriter._direct_commands``).
+    direct: bool = False
+    #: Not before this ``time.monotonic()``: a write a later one will likely supersede waits
+    #: for it and is folded into it ("started" of a short task, "received" of a task a pool
+    #: process takes at once).
+    not_before: float = 0.0
+    #: Asked when a waiting write falls due: False drops it (its news is stale by then).
+    still_needed: Callable[[], bool] | None = None
 
 
 class RecordWriter:
@@ -73,6 +91,13 @@ class RecordWriter:
         self._sync_off_until = 0.0
         self._last_error_log = 0.0
         self._sha: str | None = None
+        self._last_trim = 0.0
+        #: Ids this writer wrote a RUNNING state for and no terminal one yet: their terminal
+        #: write removes them from the "active" index.
+        self._running: set[str] = set()
+        #: Ids this writer wrote a terminal state for (the newest REMEMBERED_TERMINAL).
+        self._finished: dict[str, None] = {}
+        self._waiting = WaitingWrites()  # touched by the thread only
         self._thread = threading.Thread(target=self._run, name="fileintel-records", daemon=True)
         self._thread.start()
 
@@ -143,13 +168,13 @@ class RecordWriter:
     def _run(self) -> None:
         store = store_for(self.app)
         while True:
-            item = self.queue.get()
-            if self._should_linger(item):
+            item = self._next_item()
+            if item is not None and self._should_linger(item):
                 time.sleep(LINGER)
             batch: list[RecordWrite] = []
             markers: list[threading.Event] = []
             last_seq = 0
-            while True:
+            while item is not None:
                 if isinstance(item, threading.Event):
                     markers.append(item)
                 else:
@@ -161,23 +186,34 @@ class RecordWriter:
                     item = self.queue.get_nowait()
                 except queue.Empty:
                     break
-            if batch:
-                batch = coalesce(batch)
+            ready = self._waiting.take(coalesce(batch), time.monotonic(), flush=bool(markers))
+            if ready:
                 try:
                     client = store.own_backend(store.settings.record_write_timeout).client
                     try:
-                        self._write(store, client, batch)
+                        self._write(store, client, ready)
                     except NoScriptError:  # Redis restarted or SCRIPT FLUSH: load it again
                         self._sha = None
-                        self._write(store, client, batch)
+                        self._write(store, client, ready)
                 except Exception as exc:  # never let the writer die
                     self._log_error(
-                        "could not write %d task record(s) to %s: %s", len(batch), store.display_url, exc
+                        "could not write %d task record(s) to %s: %s", len(ready), store.display_url, exc
                     )
-                self._done_up_to(last_seq, batch)
                 self._last_batch_end = time.monotonic()
+            if batch:
+                self._done_up_to(last_seq, batch)
             for marker in markers:
                 marker.set()
+
+    def _next_item(self) -> tuple[int, RecordWrite] | threading.Event | None:
+        """The next queued item, or None when a waiting write falls due first."""
+        due = self._waiting.next_due()
+        if due is None:
+            return self.queue.get()
+        try:
+            return self.queue.get(timeout=max(0.0, due - time.monotonic()))
+        except queue.Empty:
+            return None
 
     def _should_linger(self, item: tuple[int, RecordWrite] | threading.Event) -> bool:
         """Linger only when busy, and never for a "sent" write: a producer's reader in another
@@ -187,38 +223,121 @@ class RecordWriter:
         return time.monotonic() - self._last_batch_end < BUSY_WINDOW
 
     def _write(self, store: RecordStore, client: Any, batch: list[RecordWrite]) -> None:
+        """One round trip for the batch: direct terminal writes as plain commands, the rest
+        through the write script, and the index trim when it is due."""
         if self._sha is None:
             self._sha = client.script_load(WRITE_SCRIPT)
-        ttl = str(store.record_ttl)
-        # Trim the indexes once per batch, with the last write that adds to one of them.
-        trim_at = max((i for i, w in enumerate(batch) if w.state and Rank.of(w.state) >= Rank.RUNNING), default=-1)
-        calls = []
-        for index, w in enumerate(batch):
-            args: list[Any] = [
-                ttl,
-                w.state or "",
-                int(Rank.of(w.state)) if w.state else 0,
-                repr(w.at or time.time()),
-                w.task_id,
-                "1" if w.measure_result else "0",
-                FINISHED_INDEX_SIZE if index == trim_at else 0,
-                json.dumps(w.fields),
-                json.dumps(w.live) if w.live else "{}",
-            ]
-            calls.append((*store.keys_for_write(w.task_id), *args))
-        if len(calls) == 1:  # the idle case: a pipeline's own cost would double it
-            client.evalsha(self._sha, 4, *calls[0])
+        ttl = store.record_ttl
+        now = time.monotonic()
+        trim = now - self._last_trim >= TRIM_INTERVAL
+        if len(batch) == 1 and not trim and not self._is_direct(batch[0]):
+            # The idle case, e.g. a producer's "sent" write: a pipeline's own cost would double it.
+            self._script_call(client, store, batch[0], batch[0].at or time.time(), ttl)
+            self._remember(batch[0])
             return
         with client.pipeline(transaction=False) as pipe:
-            for call in calls:
-                pipe.evalsha(self._sha, 4, *call)
+            for w in batch:
+                at = w.at or time.time()
+                if self._is_direct(w):
+                    self._direct_commands(pipe, store, w, at, ttl)
+                else:
+                    self._script_call(pipe, store, w, at, ttl)
+                self._remember(w)
+            if trim:
+                self._last_trim = now
+                pipe.zremrangebyscore(store.active_key, "-inf", time.time() - ttl)
+                pipe.zremrangebyrank(store.finished_key, 0, -FINISHED_INDEX_SIZE - 1)
+                pipe.zremrangebyrank(store.failed_key, 0, -FAILED_INDEX_SIZE - 1)
             pipe.execute()
+
+    def _is_direct(self, w: RecordWrite) -> bool:
+        return w.direct and w.state is not None and w.task_id not in self._finished
+
+    def _direct_commands(self, pipe: Any, store: RecordStore, w: RecordWrite, at: float, ttl: int) -> None:
+        """A terminal write the write script would apply in full, as three plain commands
+        (HSET, ZADD, EXPIRE) instead of a script running seven: the record cannot be terminal
+        yet, since this process ran the task and has not written its end (``_finished``); a
+        RUNNING state it wrote is taken out of "active". Redis does the work once per task,
+        so this is most of the bootstep's cost (benchmarks/bootstep_overhead.py)."""
+        assert w.state is not None
+        key = store.record_key(w.task_id)
+        pipe.hset(key, mapping={**w.fields, **(w.live or {}), "state": w.state, "rank": int(Rank.TERMINAL)})
+        if w.task_id in self._running:
+            pipe.zrem(store.active_key, w.task_id)
+        pipe.zadd(store.finished_key, {w.task_id: at})
+        if w.state in FAILED_STATES:
+            pipe.zadd(store.failed_key, {w.task_id: at})
+        pipe.expire(key, ttl)
+
+    def _script_call(self, target: Any, store: RecordStore, w: RecordWrite, at: float, ttl: int) -> None:
+        """The write script for ``w``, on a client or a pipeline."""
+        assert self._sha is not None
+        target.evalsha(
+            self._sha,
+            5,
+            *store.keys_for_write(w.task_id),
+            ttl,
+            w.state or "",
+            int(Rank.of(w.state)) if w.state else 0,
+            repr(at),
+            w.task_id,
+            "1" if w.measure_result else "0",
+            json.dumps(w.fields),
+            json.dumps(w.live) if w.live else "{}",
+        )
+
+    def _remember(self, w: RecordWrite) -> None:
+        if w.state is None:
+            return
+        rank = Rank.of(w.state)
+        if rank is Rank.RUNNING:
+            self._running.add(w.task_id)
+        elif rank is Rank.TERMINAL:
+            self._running.discard(w.task_id)
+            self._finished[w.task_id] = None
+            if len(self._finished) > REMEMBERED_TERMINAL:
+                del self._finished[next(iter(self._finished))]
 
     def _log_error(self, message: str, *args: Any) -> None:
         now = time.monotonic()
         if now - self._last_error_log >= ERROR_LOG_INTERVAL:
             self._last_error_log = now
             logger.warning("fileintel: " + message, *args)
+
+
+class WaitingWrites:
+    """Writes waiting for their ``not_before``, one per task, each folded with whatever comes
+    for its task meanwhile: a task that ends within its "started" write's wait is written once.
+    A write whose ``still_needed`` says no when it falls due is dropped."""
+
+    def __init__(self) -> None:
+        self._by_task: dict[str, RecordWrite] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_task)
+
+    def next_due(self) -> float | None:
+        return min((w.not_before for w in self._by_task.values()), default=None)
+
+    def take(self, batch: list[RecordWrite], now: float, flush: bool = False) -> list[RecordWrite]:
+        """The writes to make at ``now`` (monotonic seconds): those of ``batch`` that need not
+        wait, folded with their task's waiting write, and the waiting ones that fell due.
+        ``flush`` makes every waiting write due."""
+        ready: list[RecordWrite] = []
+        for write in batch:
+            waiting = self._by_task.pop(write.task_id, None)
+            if waiting is not None:
+                write = coalesce([waiting, write])[0]
+            if write.not_before > now and not flush:
+                self._by_task[write.task_id] = write
+            else:
+                ready.append(write)
+        for task_id, write in list(self._by_task.items()):
+            if write.not_before <= now or flush:
+                del self._by_task[task_id]
+                if write.still_needed is None or write.still_needed():
+                    ready.append(write)
+        return ready
 
 
 def coalesce(batch: list[RecordWrite]) -> list[RecordWrite]:
@@ -235,7 +354,12 @@ def coalesce(batch: list[RecordWrite]) -> list[RecordWrite]:
         state = fields.pop("state", None)
         live = {**(current.live or {}), **(write.live or {})} or None
         measure = current.measure_result or write.measure_result
-        folded[write.task_id] = RecordWrite(write.task_id, state, fields, measure, max(current.at, write.at), live)
+        # Direct and timing come with the write that set the state (a duplicate does not).
+        latest = write if moves_up(current.state, write.state) else current
+        folded[write.task_id] = RecordWrite(
+            write.task_id, state, fields, measure, max(current.at, write.at), live,
+            latest.direct, latest.not_before, latest.still_needed,
+        )
     return list(folded.values())
 
 

@@ -57,11 +57,40 @@ def test_every_pool_writes_complete_records(app, subprocess_worker, pool, start_
     record = read_record(app, ok.id)
     assert record.state == "SUCCESS"
     assert record.worker and record.worker.startswith("fileintel-test-")
-    assert record.queued_at <= record.received_at <= record.started_at <= record.completed_at
-    assert record.result_bytes == status.result_info.bytes
+    assert record.queued_at <= record.started_at <= record.completed_at
+    # "received" is written only for a task still waiting in the prefetch buffer after
+    # RECEIVED_WAIT (test below); in one process its fields fold into the task's one write.
+    if pool != "prefork":
+        assert record.queued_at <= record.received_at <= record.started_at
+    store = store_for(app)
+    assert record.result_bytes == status.result_info.bytes == store.client().strlen(store.meta_key(ok.id))
+    ttl = store.client().pttl(store.meta_key(ok.id)) / 1000
+    assert abs(record.result_expires_at.timestamp() - (time.time() + ttl)) < 2.0
     failed = wait_for(app, bad.id, lambda s: s.phase.value == "failed" and s.runtime_s is not None)
     assert read_record(app, bad.id).error_type == "ValueError"
     assert failed.error.message == "nope"
+
+
+@pytest.mark.slow
+def test_a_task_waiting_in_the_prefetch_buffer_is_recorded_as_received(app, subprocess_worker):
+    # One pool process, busy: the next task waits in the main process's prefetch buffer.
+    subprocess_worker(pool="prefork", concurrency=1)
+    blocker = proj.sleep.delay(3)
+    wait_for(app, blocker.id, lambda s: s.phase.value == "running")
+    waiting = proj.add.delay(2, 2)
+    record = _wait_for_record(app, waiting.id, lambda r: r.state == "RECEIVED")
+    assert record.worker and record.received_at and record.started_at is None
+    assert waiting.get(timeout=30) == 4
+    done = _wait_for_record(app, waiting.id, lambda r: r.state == "SUCCESS")
+    assert done.queued_at <= done.received_at < done.started_at <= done.completed_at
+
+
+def _wait_for_record(app, task_id, predicate, timeout=15.0) -> TaskRecord:
+    deadline = time.monotonic() + timeout
+    while (record := read_record(app, task_id)) is None or not predicate(record):
+        assert time.monotonic() < deadline, f"timed out; last record: {record}"
+        time.sleep(0.05)
+    return record
 
 
 def test_a_terminal_record_is_never_downgraded(app):

@@ -1,0 +1,163 @@
+"""The record writer's decisions, without Redis: which writes wait and fold, which go as plain
+commands, and how a stored result is measured. (test_records.py proves the same against a
+real Redis and a real worker.)"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from celery_ext import measure
+from celery_ext.records import store_for
+from celery_ext.writer import RecordWrite, RecordWriter, WaitingWrites, coalesce
+
+
+def _write(task_id: str, state: str | None, *, at: float = 1.0, **options: Any) -> RecordWrite:
+    fields = options.pop("fields", {f"{(state or 'live').lower()}_field": "x"})
+    return RecordWrite(task_id, state, fields, at=at, **options)
+
+
+class TestWaitingWrites:
+    def test_a_started_write_folds_into_the_end_that_comes_before_it_is_due(self):
+        waiting = WaitingWrites()
+        assert waiting.take([_write("a", "STARTED", not_before=10.0)], now=0.0) == []
+        assert waiting.next_due() == 10.0
+        [write] = waiting.take([_write("a", "SUCCESS", direct=True)], now=0.01)
+        assert write.state == "SUCCESS" and write.direct and write.not_before == 0.0
+        assert write.fields == {"started_field": "x", "success_field": "x"}
+        assert len(waiting) == 0 and waiting.next_due() is None
+
+    def test_a_write_that_falls_due_is_made_alone(self):
+        waiting = WaitingWrites()
+        waiting.take([_write("a", "STARTED", not_before=10.0)], now=0.0)
+        assert waiting.take([], now=9.9) == []
+        [write] = waiting.take([], now=10.0)
+        assert write.state == "STARTED"
+
+    def test_progress_keeps_the_started_write_waiting(self):
+        waiting = WaitingWrites()
+        waiting.take([_write("a", "STARTED", not_before=10.0)], now=0.0)
+        live = RecordWrite("a", None, {}, live={"progress": "{}"})
+        assert waiting.take([live], now=1.0) == []
+        [write] = waiting.take([], now=10.0)
+        assert write.state == "STARTED" and write.live == {"progress": "{}"}
+
+    def test_a_due_write_no_longer_needed_is_dropped(self):
+        needed = {"a": False, "b": True}
+        waiting = WaitingWrites()
+        batch = [
+            _write(task_id, "RECEIVED", not_before=1.0, still_needed=lambda t=task_id: needed[t]) for task_id in needed
+        ]
+        waiting.take(batch, now=0.0)
+        assert [w.task_id for w in waiting.take([], now=1.0)] == ["b"]
+
+    def test_flush_makes_every_waiting_write_due(self):
+        waiting = WaitingWrites()
+        waiting.take([_write("a", "STARTED", not_before=10.0), _write("b", "RECEIVED", not_before=10.0)], now=0.0)
+        assert sorted(w.task_id for w in waiting.take([], now=0.0, flush=True)) == ["a", "b"]
+
+
+def test_a_duplicate_end_does_not_inherit_directness():
+    first = _write("a", "FAILURE", fields={"error_message": "first"}, direct=False)
+    second = _write("a", "FAILURE", fields={"error_message": "second"}, direct=True)
+    [folded] = coalesce([first, second])
+    assert folded.fields["error_message"] == "first" and not folded.direct
+
+
+class FakePipeline:
+    def __init__(self, calls: list[tuple[Any, ...]]) -> None:
+        self.calls = calls
+
+    def __enter__(self) -> FakePipeline:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "execute":
+            return lambda: None
+        return lambda *args, **kwargs: self.calls.append((name, *args))
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def script_load(self, script: str) -> str:
+        return "sha"
+
+    def pipeline(self, transaction: bool = True) -> FakePipeline:
+        return FakePipeline(self.calls)
+
+    def evalsha(self, *args: Any) -> None:
+        self.calls.append(("evalsha", *args))
+
+
+@pytest.fixture
+def writer() -> RecordWriter:
+    app = Celery("writer-logic", broker="redis://127.0.0.1:1/0", backend="redis://127.0.0.1:1/0")
+    writer = RecordWriter(app)  # its thread waits on an empty queue; nothing reaches Redis
+    writer._last_trim = float("inf")  # no trim in these batches
+    return writer
+
+
+def _commands(writer: RecordWriter, batch: list[RecordWrite]) -> list[str]:
+    client = FakeClient()
+    writer._write(store_for(writer.app), client, batch)
+    return [call[0] for call in client.calls]
+
+
+def test_a_short_task_costs_three_plain_commands(writer):
+    task_id = str(uuid.uuid4())
+    [folded] = coalesce([_write(task_id, "STARTED"), _write(task_id, "SUCCESS", direct=True)])
+    assert _commands(writer, [folded]) == ["hset", "zadd", "expire"]
+
+
+def test_a_failure_is_also_pinned_in_the_failed_index(writer):
+    assert _commands(writer, [_write(str(uuid.uuid4()), "FAILURE", direct=True)]) == ["hset", "zadd", "zadd", "expire"]
+
+
+def test_the_end_of_a_task_whose_start_was_written_leaves_the_active_index(writer):
+    task_id = str(uuid.uuid4())
+    assert _commands(writer, [_write(task_id, "STARTED")]) == ["evalsha"]
+    assert _commands(writer, [_write(task_id, "SUCCESS", direct=True)]) == ["hset", "zrem", "zadd", "expire"]
+
+
+def test_a_second_end_goes_through_the_script_which_keeps_the_first(writer):
+    task_id = str(uuid.uuid4())
+    _commands(writer, [_write(task_id, "FAILURE", direct=True)])
+    assert _commands(writer, [_write(task_id, "FAILURE", direct=True)]) == ["evalsha"]
+
+
+def test_writes_that_are_not_direct_use_the_script(writer):
+    batch = [_write(str(uuid.uuid4()), state) for state in ("SENT", "RECEIVED", "SUCCESS")]
+    assert _commands(writer, batch) == ["evalsha"] * 3
+
+
+def test_the_indexes_are_trimmed_at_most_once_per_interval(writer):
+    writer._last_trim = 0.0
+    first = _commands(writer, [_write(str(uuid.uuid4()), "SENT")])
+    second = _commands(writer, [_write(str(uuid.uuid4()), "SENT")])
+    assert first == ["evalsha", "zremrangebyscore", "zremrangebyrank", "zremrangebyrank"]
+    assert second == ["evalsha"]
+
+
+class TestMeasure:
+    def test_the_note_is_taken_once_and_only_for_its_task_and_state(self):
+        measure._note.stored = measure.StoredResult(b"celery-task-meta-abc", "SUCCESS", 10, 100.0)
+        assert measure.take_stored("abd", "SUCCESS") is None
+        assert measure.take_stored("abc", "FAILURE") is None
+        assert measure.take_stored("abc", "SUCCESS") == measure.StoredResult(
+            b"celery-task-meta-abc", "SUCCESS", 10, 100.0
+        )
+        assert measure.take_stored("abc", "SUCCESS") is None
+
+    @pytest.mark.parametrize(
+        ("value", "nbytes"), [("plain", 5), ("é", 2), ("\udcff", 3), (b"\x00\x01", 2)], ids=["ascii", "utf8", "surrogate", "bytes"]
+    )
+    def test_sizes_are_bytes_as_redis_counts_them(self, value, nbytes):
+        assert measure._byte_length(value) == nbytes
