@@ -1,10 +1,14 @@
 """Worker throughput with and without ``celery_ext.install(app)``.
 
-2,000 no-op tasks through a real worker subprocess (threads pool, concurrency 4), with and
-without the bootstep, alternated round by round in one run; prints the median tasks/s of
-each and their ratio. Target: with >= 0.95 x without.
+2,000 no-op tasks through a real worker subprocess (threads pool, concurrency 4, then
+prefork, concurrency 2), with and without the bootstep, alternated round by round in one run;
+prints for each pool the median tasks/s of each and their ratio, the worker's CPU per task
+and the Redis commands per task. Targets: ratio >= 0.95, commands <= stock + 3.
 
-    .venv/bin/python benchmarks/bootstep_overhead.py [--tasks 2000] [--rounds 5]
+The producer is stock (no install()), as in most deployments' hot path; a producer with
+install() adds its "sent" write (benchmarks/read_after_send.py measures that).
+
+    .venv/bin/python benchmarks/bootstep_overhead.py [--tasks 2000] [--rounds 5] [--pools threads,prefork]
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ def redis_commands(client) -> int:
     return sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_exists"))
 
 
-def one_round(redis: RedisServer, installed: bool, tasks: int, costs: dict[str, list[float]]) -> float:
+POOLS = {"threads": 4, "prefork": 2}
+
+
+def one_round(redis: RedisServer, pool: str, installed: bool, tasks: int, costs: dict[str, list[float]]) -> float:
     """Tasks per second the worker completed: from its first to its last ``date_done``.
 
     All tasks are sent first, as fast as the producer can, so the worker is never starved;
@@ -40,10 +47,10 @@ def one_round(redis: RedisServer, installed: bool, tasks: int, costs: dict[str, 
     client.flushdb()
     from bench_app import app, noop
 
-    with _worker(env) as worker:
+    with _worker(pool, env) as worker:
         ids = []
         cpu = psutil.Process(worker.pid)
-        cpu_before = sum(cpu.cpu_times()[:2])
+        cpu_before = _tree_cpu(cpu)
         commands_before = redis_commands(client)
         with app.producer_or_acquire() as producer:
             for _ in range(tasks):
@@ -53,7 +60,7 @@ def one_round(redis: RedisServer, installed: bool, tasks: int, costs: dict[str, 
             time.sleep(0.1)
         elapsed = _completion_span(app, client, keys)
         time.sleep(0.5)  # let the last record writes land before counting
-        costs["cpu" if installed else "stock_cpu"].append((sum(cpu.cpu_times()[:2]) - cpu_before) / tasks)
+        costs["cpu" if installed else "stock_cpu"].append((_tree_cpu(cpu) - cpu_before) / tasks)
         costs["commands" if installed else "stock_commands"].append(
             (redis_commands(client) - commands_before) / tasks
         )
@@ -77,50 +84,64 @@ def _completion_span(app, client, keys: list[str]) -> float:
     return (max(done) - min(done)).total_seconds()
 
 
-def _worker(env: dict[str, str]):
+def _tree_cpu(process: psutil.Process) -> float:
+    """CPU seconds of the worker and its pool processes (user + system)."""
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            total += sum(p.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _worker(pool: str, env: dict[str, str]):
     from _common import run_subprocess_worker
 
-    return run_subprocess_worker(pool="threads", concurrency=4, app="bench_app", loglevel="INFO", env=env)
+    return run_subprocess_worker(pool=pool, concurrency=POOLS[pool], app="bench_app", loglevel="INFO", env=env)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=TASKS)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pools", default="threads,prefork")
     args = parser.parse_args()
     redis = RedisServer()
     redis.start()
     # The harness's subprocess helpers and bench_app read these.
     os.environ["FILEINTEL_TEST_REDIS_URL"] = os.environ["FILEINTEL_BENCH_REDIS_URL"] = redis.url
+    results = {}
     try:
-        without: list[float] = []
-        with_: list[float] = []
-        costs: dict[str, list[float]] = {
-            "commands": [], "stock_commands": [], "record_bytes": [], "cpu": [], "stock_cpu": []
-        }
-        for r in range(args.rounds):
-            # Alternate which goes first, so drift on a shared machine hits both alike.
-            order = [False, True] if r % 2 == 0 else [True, False]
-            for installed in order:
-                rate = one_round(redis, installed, args.tasks, costs)
-                (with_ if installed else without).append(rate)
-                print(f"  round {r + 1}: {'with   ' if installed else 'without'} install(): {rate:7.0f} tasks/s", flush=True)
+        for pool in args.pools.split(","):
+            without: list[float] = []
+            with_: list[float] = []
+            costs: dict[str, list[float]] = {
+                "commands": [], "stock_commands": [], "record_bytes": [], "cpu": [], "stock_cpu": []
+            }
+            for r in range(args.rounds):
+                # Alternate which goes first, so drift on a shared machine hits both alike.
+                order = [False, True] if r % 2 == 0 else [True, False]
+                for installed in order:
+                    rate = one_round(redis, pool, installed, args.tasks, costs)
+                    (with_ if installed else without).append(rate)
+                    label = "with   " if installed else "without"
+                    print(f"  {pool} round {r + 1}: {label} install(): {rate:7.0f} tasks/s", flush=True)
+            results[pool] = (without, with_, costs)
     finally:
         redis.close()
-    a, b = median(without), median(with_)
     print()
-    print(f"bootstep overhead: {args.tasks} no-op tasks, threads pool x4, median of {args.rounds} rounds ({machine_line()})")
-    print(f"  {'stock Celery (no install)':<28} {a:8.0f} tasks/s")
-    print(f"  {'with celery_ext.install':<28} {b:8.0f} tasks/s")
-    print(f"  {'ratio':<28} {b / a:8.3f}   (target >= 0.95)")
-    cpu_a, cpu_b = median(costs["stock_cpu"]), median(costs["cpu"])
-    print(f"  {'worker CPU per task, stock':<28} {cpu_a * 1e6:8.0f} us")
-    print(f"  {'worker CPU per task, install':<28} {cpu_b * 1e6:8.0f} us   (+{(cpu_b / cpu_a - 1) * 100:.1f} %)")
-    print()
-    print("Redis cost per task (median over rounds)")
-    print(f"  {'commands, stock Celery':<28} {median(costs['stock_commands']):8.1f}   (broker + result backend)")
-    print(f"  {'commands, with install':<28} {median(costs['commands']):8.1f}   (Lua-internal commands included)")
-    print(f"  {'memory per task record':<28} {median(costs['record_bytes']):8.0f} bytes (MEMORY USAGE; kept record_ttl)")
+    print(f"bootstep overhead: {args.tasks} no-op tasks, median of {args.rounds} rounds ({machine_line()})")
+    print(f"  {'':<30} {'stock Celery':>14} {'with install':>14} {'':>10}")
+    for pool, (without, with_, costs) in results.items():
+        a, b = median(without), median(with_)
+        cpu_a, cpu_b = median(costs["stock_cpu"]), median(costs["cpu"])
+        cmd_a, cmd_b = median(costs["stock_commands"]), median(costs["commands"])
+        print(f"  {pool} x{POOLS[pool]}")
+        print(f"    {'tasks/s':<28} {a:14.0f} {b:14.0f}   ratio {b / a:.3f} (target >= 0.95)")
+        print(f"    {'worker CPU per task (us)':<28} {cpu_a * 1e6:14.0f} {cpu_b * 1e6:14.0f}   +{(cpu_b / cpu_a - 1) * 100:.1f} %")
+        print(f"    {'Redis commands per task':<28} {cmd_a:14.1f} {cmd_b:14.1f}   +{cmd_b - cmd_a:.1f} (target <= +3; Lua-internal included)")
+        print(f"    {'memory per task record':<28} {'':>14} {median(costs['record_bytes']):14.0f}   bytes (MEMORY USAGE)")
 
 
 if __name__ == "__main__":

@@ -17,12 +17,15 @@ process.
 from __future__ import annotations
 
 import atexit
+import heapq
 import json
+import math
 import logging
 import os
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +49,9 @@ ERROR_LOG_INTERVAL = 60.0
 #: next one gathers by itself.)
 LINGER = 0.05
 BUSY_WINDOW = 0.1
+#: A waiting write is made up to this late, with the others due by then: one wake of the
+#: thread per interval, not one per task.
+DUE_SLACK = 0.05
 #: How long a process that exits waits for its last record writes.
 EXIT_FLUSH_TIMEOUT = 1.0
 #: The writer trims the indexes (to their sizes, and "active" to the record TTL) at most this
@@ -80,7 +86,7 @@ class RecordWriter:
     def __init__(self, app: Celery) -> None:
         self.app = app
         self.pid = os.getpid()
-        self.queue: queue.Queue[tuple[int, RecordWrite] | threading.Event] = queue.Queue(QUEUE_SIZE)
+        self.queue: queue.Queue[tuple[int, RecordWrite] | threading.Event | None] = queue.Queue(QUEUE_SIZE)
         self.dropped = 0
         #: "Sent" writes queued and not yet written (Redis was failing when they were made),
         #: with their sequence number: readers in this process overlay them on a missing record.
@@ -98,10 +104,22 @@ class RecordWriter:
         #: Ids this writer wrote a terminal state for (the newest REMEMBERED_TERMINAL).
         self._finished: dict[str, None] = {}
         self._waiting = WaitingWrites()  # touched by the thread only
+        #: Writes with a ``not_before``, for the thread to take (deque appends are atomic).
+        self._lane: deque[RecordWrite] = deque()
+        #: When the thread wakes next (monotonic): -inf while awake, inf while idle.
+        self._wake_at = -math.inf
         self._thread = threading.Thread(target=self._run, name="fileintel-records", daemon=True)
         self._thread.start()
 
     def put(self, write: RecordWrite) -> None:
+        if write.not_before:
+            # A write that waits anyway skips the queue: the thread takes it from the lane
+            # when it wakes, and is woken only if it would sleep past this write's time. (One
+            # wake per task in a worker's main process cost more than all the rest.)
+            self._lane.append(write)
+            if write.not_before < self._wake_at:
+                self._wake()
+            return
         if write.state == SENT and self._write_now(write):
             return
         with self._pending_lock:
@@ -117,6 +135,12 @@ class RecordWriter:
             self.dropped += 1
             self._done_up_to(seq, [write])
             self._log_error("the record queue is full (%d writes waiting); dropping writes", QUEUE_SIZE)
+
+    def _wake(self) -> None:
+        try:
+            self.queue.put_nowait(None)
+        except queue.Full:
+            pass  # a full queue wakes it anyway
 
     def _write_now(self, write: RecordWrite) -> bool:
         """Write in the caller's thread: a producer's "sent" record is in Redis before the
@@ -169,15 +193,16 @@ class RecordWriter:
         store = store_for(self.app)
         while True:
             item = self._next_item()
+            self._wake_at = -math.inf
             if item is not None and self._should_linger(item):
                 time.sleep(LINGER)
             batch: list[RecordWrite] = []
             markers: list[threading.Event] = []
             last_seq = 0
-            while item is not None:
+            while True:
                 if isinstance(item, threading.Event):
                     markers.append(item)
-                else:
+                elif item is not None:
                     last_seq, write = item
                     batch.append(write)
                 if len(batch) >= MAX_BATCH:
@@ -186,7 +211,9 @@ class RecordWriter:
                     item = self.queue.get_nowait()
                 except queue.Empty:
                     break
-            ready = self._waiting.take(coalesce(batch), time.monotonic(), flush=bool(markers))
+            # The lane after the queue: a task's waiting write came before its end.
+            lane = [self._lane.popleft() for _ in range(len(self._lane))]
+            ready = self._waiting.take(coalesce(lane + batch), time.monotonic(), flush=bool(markers))
             if ready:
                 try:
                     client = store.own_backend(store.settings.record_write_timeout).client
@@ -206,11 +233,17 @@ class RecordWriter:
                 marker.set()
 
     def _next_item(self) -> tuple[int, RecordWrite] | threading.Event | None:
-        """The next queued item, or None when a waiting write falls due first."""
+        """The next queued item, or None when a waiting write falls due first or the lane
+        has writes (checked after publishing the wake time: a put in between wakes us)."""
         due = self._waiting.next_due()
-        if due is None:
-            return self.queue.get()
+        if due is not None:
+            due += DUE_SLACK
+        self._wake_at = math.inf if due is None else due
+        if self._lane:
+            return None
         try:
+            if due is None:
+                return self.queue.get()
             return self.queue.get(timeout=max(0.0, due - time.monotonic()))
         except queue.Empty:
             return None
@@ -291,7 +324,8 @@ class RecordWriter:
             return
         rank = Rank.of(w.state)
         if rank is Rank.RUNNING:
-            self._running.add(w.task_id)
+            if w.task_id not in self._finished:
+                self._running.add(w.task_id)
         elif rank is Rank.TERMINAL:
             self._running.discard(w.task_id)
             self._finished[w.task_id] = None
@@ -308,16 +342,24 @@ class RecordWriter:
 class WaitingWrites:
     """Writes waiting for their ``not_before``, one per task, each folded with whatever comes
     for its task meanwhile: a task that ends within its "started" write's wait is written once.
-    A write whose ``still_needed`` says no when it falls due is dropped."""
+    A write whose ``still_needed`` says no when it falls due is dropped. A heap orders them by
+    due time, so a worker with thousands waiting pays log(n) per write, not n."""
 
     def __init__(self) -> None:
         self._by_task: dict[str, RecordWrite] = {}
+        self._due: list[tuple[float, str]] = []  # (not_before, task id); stale entries skipped
 
     def __len__(self) -> int:
         return len(self._by_task)
 
     def next_due(self) -> float | None:
-        return min((w.not_before for w in self._by_task.values()), default=None)
+        while self._due and self._stale(self._due[0]):
+            heapq.heappop(self._due)
+        return self._due[0][0] if self._due else None
+
+    def _stale(self, entry: tuple[float, str]) -> bool:
+        write = self._by_task.get(entry[1])
+        return write is None or write.not_before != entry[0]
 
     def take(self, batch: list[RecordWrite], now: float, flush: bool = False) -> list[RecordWrite]:
         """The writes to make at ``now`` (monotonic seconds): those of ``batch`` that need not
@@ -330,13 +372,16 @@ class WaitingWrites:
                 write = coalesce([waiting, write])[0]
             if write.not_before > now and not flush:
                 self._by_task[write.task_id] = write
+                heapq.heappush(self._due, (write.not_before, write.task_id))
             else:
                 ready.append(write)
-        for task_id, write in list(self._by_task.items()):
-            if write.not_before <= now or flush:
-                del self._by_task[task_id]
-                if write.still_needed is None or write.still_needed():
-                    ready.append(write)
+        while self._due and (flush or self._due[0][0] <= now):
+            entry = heapq.heappop(self._due)
+            if self._stale(entry):
+                continue
+            write = self._by_task.pop(entry[1])
+            if write.still_needed is None or write.still_needed():
+                ready.append(write)
         return ready
 
 
