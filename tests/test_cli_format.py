@@ -338,7 +338,7 @@ def test_the_installed_package_registers_its_subcommands():
     assert {name: ep.value for name, ep in registered.items() if name in ("doctor", "flower", "demo")} == {
         "doctor": "celery_ext.doctor:doctor",
         "flower": "flower_fileintel.command:flower",
-        "demo": "flower_fileintel.demo:demo",
+        "demo": "fileintel_demo:demo",
     }
     ctx = click.Context(cli.fileintel)
     assert {"doctor", "flower", "demo", "status", "result", "wait"} <= set(cli.fileintel.list_commands(ctx))

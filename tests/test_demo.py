@@ -1,6 +1,6 @@
 """The embedded demo, run for real: its own redis-server, a prefork worker and Flower.
 
-Each test starts ``python -m flower_fileintel.demo`` in a subprocess, exactly as
+Each test starts ``python -m fileintel_demo`` in a subprocess, exactly as
 ``scripts/demo`` does, and checks what a newcomer relies on: every case reaches its
 expected phase and Flower shows it the same (``--once``), and Ctrl-C / SIGTERM / a child
 dying leave no process and no listening port behind.
@@ -30,7 +30,7 @@ CASES = {"progress", "failure", "placeholders", "download", "expiring", "queued"
 
 
 class DemoProcess:
-    """``python -m flower_fileintel.demo ...`` with its output in a file and a known run id."""
+    """``python -m fileintel_demo ...`` with its output in a file and a known run id."""
 
     def __init__(self, tmp_path: Path, *args: str, port: int | None = None) -> None:
         self.run_id = uuid.uuid4().hex
@@ -41,7 +41,7 @@ class DemoProcess:
         env["PYTHONUNBUFFERED"] = "1"
         env["FILEINTEL_DEMO_RUN_ID"] = self.run_id
         env["FILEINTEL_DEMO_STATE_FILE"] = str(tmp_path / "demo-state.json")
-        cmd = [sys.executable, "-m", "flower_fileintel.demo", "--port", str(self.port), *args]
+        cmd = [sys.executable, "-m", "fileintel_demo", "--port", str(self.port), *args]
         with open(self.output, "wb") as out:
             self.proc = subprocess.Popen(
                 cmd,
@@ -200,7 +200,7 @@ def test_a_child_dying_stops_the_demo_with_its_log(tmp_path: Path) -> None:
 
 def test_once_and_duration_together_is_a_usage_error(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "flower_fileintel.demo", "--once", "--duration", "5"],
+        [sys.executable, "-m", "fileintel_demo", "--once", "--duration", "5"],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=60,
     )
     assert proc.returncode == 2
@@ -226,7 +226,7 @@ def _status(phase: str, **kwargs: Any) -> Any:
 
 
 def _run(key: str, **kwargs: Any) -> Any:
-    from flower_fileintel.demo.cases import CASES, CaseRun
+    from fileintel_demo.cases import CASES, CaseRun
 
     spec = next(c for c in CASES if c.key == key)
     return CaseRun(spec, "5a1b0c3e-0000-4000-8000-000000000000", **kwargs)

@@ -2,7 +2,9 @@
 too; imports under ``if TYPE_CHECKING:`` never run and are left out):
 
 - data flows one way: ``celery_ext`` never imports ``flower_fileintel``;
-- only ``celery_ext`` talks to Redis (``flower_fileintel.demo`` excepted: it starts, probes
+- the demo sits on top: ``celery_ext`` and ``flower_fileintel`` never import ``fileintel_demo``
+  (it is a user of the library, like any app, reached only through entry points);
+- only ``celery_ext`` talks to Redis (``fileintel_demo`` excepted: it starts, probes
   and stops the demo's own redis-server, it reads no task);
 - no module imports one that imports it back, however far round.
 """
@@ -14,9 +16,9 @@ from pathlib import Path
 
 from tests.harness import REPO_ROOT
 
-PACKAGES = ("celery_ext", "flower_fileintel")
+PACKAGES = ("celery_ext", "flower_fileintel", "fileintel_demo")
 #: Modules allowed to import redis outside celery_ext, with the reason in the docstring above.
-REDIS_OUTSIDE_CELERY_EXT = ("flower_fileintel.demo",)
+REDIS_OUTSIDE_CELERY_EXT = ("fileintel_demo",)
 
 
 def _module_name(path: Path) -> str:
@@ -68,6 +70,15 @@ def test_celery_ext_never_imports_flower_fileintel():
     assert {m: i for m, i in offenders.items() if i} == {}
 
 
+def test_the_library_never_imports_the_demo():
+    offenders = {
+        module: sorted(i for i in imports if i.split(".")[0] == "fileintel_demo")
+        for module, imports in _imports().items()
+        if module.split(".")[0] in ("celery_ext", "flower_fileintel")
+    }
+    assert {m: i for m, i in offenders.items() if i} == {}
+
+
 def test_only_celery_ext_talks_to_redis():
     offenders = {
         module: sorted(i for i in imports if i.split(".")[0] == "redis")
@@ -107,3 +118,4 @@ def test_the_rules_see_real_imports():
     assert "celery_ext.push" in graph["celery_ext.watch"]
     assert "redis" in graph["celery_ext.push"]
     assert "celery_ext.push" in graph["flower_fileintel.live"]
+    assert "fileintel_demo.cases" in graph["fileintel_demo.probe"]

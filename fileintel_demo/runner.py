@@ -36,8 +36,8 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
-from flower_fileintel.demo.cases import CASES, CaseRun, CaseSpec, status_line
-from flower_fileintel.demo.processes import (
+from fileintel_demo.cases import CASES, CaseRun, CaseSpec, status_line
+from fileintel_demo.processes import (
     Child,
     ChildFailed,
     find_redis_server,
@@ -48,7 +48,7 @@ from flower_fileintel.demo.processes import (
 
 __all__ = ["DemoOptions", "run", "EXIT_OK", "EXIT_CASES_FAILED", "EXIT_START_FAILED", "EXIT_INTERRUPTED"]
 
-APP_MODULE = "flower_fileintel.demo.app"
+APP_MODULE = "fileintel_demo.app"
 #: Exit statuses.
 EXIT_OK = 0
 EXIT_CASES_FAILED = 1
@@ -265,7 +265,7 @@ class Demo:
         env = dict(os.environ)
         # The children import this package: make sure they find this copy of it (a checkout
         # run without installing; an installed copy is found anyway).
-        package_root = str(Path(__file__).resolve().parents[2])
+        package_root = str(Path(__file__).resolve().parents[1])
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         installed = Path(package_root).name in ("site-packages", "dist-packages")
         if package_root not in paths and not installed:
@@ -302,7 +302,7 @@ class Demo:
             ) from None
 
     def _wait_ready(self, worker: Child, flower: Child, hostname: str) -> None:
-        from flower_fileintel.demo.probe import healthy
+        from fileintel_demo.probe import healthy
 
         deadline = time.monotonic() + READY_TIMEOUT
         worker_ready = flower_ready = False
@@ -422,7 +422,7 @@ class Demo:
                 self.demo.app.control.revoke(run.task_id, terminate=True, signal="SIGTERM")
                 self.echo(f"[{_clock()}] {run.spec.key:<12} {run.task_id[:8]}  revoking it (terminate=True)")
             if run.done and run.flower is None:
-                from flower_fileintel.demo.probe import check_case
+                from fileintel_demo.probe import check_case
 
                 run.flower = check_case(self.flower_url, run, status) if self.flower_plugin else "ok"
                 if run.flower != "ok" or not run.ok:
@@ -445,7 +445,7 @@ class Demo:
                 run.flower = "not checked"
 
     def _flower_healthy(self) -> bool:
-        from flower_fileintel.demo.probe import healthy
+        from fileintel_demo.probe import healthy
 
         return bool(self.flower_url) and healthy(self.flower_url)
 
@@ -505,7 +505,7 @@ class Demo:
     def _cleanup_files(self, failed: bool) -> None:
         if self.state_written:
             with contextlib.suppress(Exception):
-                from flower_fileintel.demo.app import read_state, state_file
+                from fileintel_demo.app import read_state, state_file
 
                 if read_state().get("pid") == os.getpid():
                     state_file().unlink()
@@ -516,8 +516,8 @@ class Demo:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _write_state(self) -> None:
-        """Tell ``celery -A flower_fileintel.demo.app ...`` in other terminals where we are."""
-        from flower_fileintel.demo.app import state_file
+        """Tell ``celery -A fileintel_demo.app ...`` in other terminals where we are."""
+        from fileintel_demo.app import state_file
 
         data = {
             "pid": os.getpid(),

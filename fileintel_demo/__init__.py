@@ -4,7 +4,7 @@ Three ways to start it (the same command and options behind each)::
 
     scripts/demo                      # from a fresh clone: makes .venv, installs, runs
     fileintel-demo [--once] [--port N] [--redis URL] ...
-    celery fileintel demo ...         # or: python -m flower_fileintel.demo ...
+    celery fileintel demo ...         # or: python -m fileintel_demo ...
 
 This module is imported when ``celery fileintel --help`` lists its commands, so it only
 defines the click command; the runner is imported when the demo starts.
@@ -55,7 +55,7 @@ def demo(**kwargs: Any) -> None:
     Exit status: 0 ok; 1 a case did not reach its expected phase (or Flower did not
     answer); 3 Redis, the worker or Flower failed; 130 interrupted during --once/--duration.
     """
-    from flower_fileintel.demo.runner import DemoOptions, run
+    from fileintel_demo.runner import DemoOptions, run
 
     if kwargs["once"] and kwargs["duration"]:
         raise click.UsageError("--once and --duration do not go together: pick one.")

@@ -1,8 +1,8 @@
-"""The demo's Celery app and tasks: ``celery -A flower_fileintel.demo.app ...``.
+"""The demo's Celery app and tasks: ``celery -A fileintel_demo.app ...``.
 
 Every case flower-fileintel handles has a task here. The running demo (``fileintel-demo``)
 starts the worker and Flower on this app and tells them where its Redis is through the
-environment; a ``celery -A flower_fileintel.demo.app fileintel status <id>`` typed in
+environment; a ``celery -A fileintel_demo.app fileintel status <id>`` typed in
 another terminal finds the running demo through a small state file instead (see
 ``state_file()``), so the commands the demo prints work as they are.
 

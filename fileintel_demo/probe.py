@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from celery_ext.status import TaskStatus
 
-from flower_fileintel.demo.cases import HTML_MARKER, CaseRun
+from fileintel_demo.cases import HTML_MARKER, CaseRun
 
 __all__ = ["Response", "http_get", "healthy", "check_case"]
 
