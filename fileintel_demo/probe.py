@@ -8,7 +8,6 @@ import urllib.request
 from dataclasses import dataclass
 
 from celery_ext.status import TaskStatus
-
 from fileintel_demo.cases import HTML_MARKER, CaseRun
 
 __all__ = ["Response", "http_get", "healthy", "check_case"]

@@ -1,4 +1,6 @@
-"""The demo's child processes: started in their own process group, stopped as a whole tree.
+"""Process helpers, the one copy shared by the demo and the test suite: find a redis-server,
+pick a free port, wait until a port is listening, start a process in its own session and stop
+its whole process group.
 
 Each child (redis-server, the Celery worker with its pool processes, Flower) runs in a new
 session, so the terminal's Ctrl-C reaches only the demo runner, which then stops them in
@@ -25,12 +27,19 @@ from typing import Any
 __all__ = [
     "Child",
     "ChildFailed",
+    "die_with_parent",
     "find_redis_server",
     "free_port",
     "group_members",
     "port_is_free",
+    "spawn",
     "start_redis",
+    "stop_group",
+    "wait_listening",
 ]
+
+#: The port nobody's demo or tests may take: the machine's shared Redis.
+SHARED_REDIS_PORT = 6379
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +68,44 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child
         _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def spawn(args: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen[Any]:
+    """Start ``args`` as the leader of a new session (so a terminal's Ctrl-C reaches only us,
+    and ``stop_group`` can take its whole tree), killed by Linux if we die hard.
+
+    ``popen_kwargs`` go to ``subprocess.Popen`` (stdin defaults to /dev/null). Start children
+    from the thread that stops them: Linux ties the parent-death signal to that thread.
+    """
+    popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.Popen(list(args), start_new_session=True, preexec_fn=die_with_parent, **popen_kwargs)
+
+
+def stop_group(proc: subprocess.Popen[Any], sig: int | None = signal.SIGTERM, timeout: float = 5.0) -> None:
+    """Send ``sig`` to the leader (None: send nothing), wait up to ``timeout`` for it to exit,
+    then SIGKILL its whole process group and wait until no member is left (a prefork pool's
+    children may outlive their leader for a moment). Reaps the leader."""
+    if sig is not None and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+    if proc.poll() is None and timeout > 0:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
+    _kill_group(proc.pid)
+    if proc.poll() is None:  # not a group leader after all (started without spawn)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+    deadline = time.monotonic() + 5
+    while group_members(proc.pid) and time.monotonic() < deadline:
+        _kill_group(proc.pid)
+        time.sleep(0.05)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
 class Child:
     """One started process (and its process group), with its output in ``log``."""
 
@@ -75,16 +122,7 @@ class Child:
         self.log = log
         self._out = open(log, "ab")
         try:
-            self.proc = subprocess.Popen(
-                self.args,
-                stdin=subprocess.DEVNULL,
-                stdout=self._out,
-                stderr=subprocess.STDOUT,
-                env=dict(env),
-                cwd=cwd,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
+            self.proc = spawn(self.args, stdout=self._out, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd)
         except BaseException:
             self._out.close()
             raise
@@ -115,10 +153,6 @@ class Child:
         """Every live (non-zombie) process in this child's process group, pool included."""
         return group_members(self.pid)
 
-    def signal_group(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, sig)
-
     def send(self, sig: int) -> None:
         """Signal the leader only (a Celery worker then stops its own pool)."""
         if self.alive():
@@ -128,19 +162,7 @@ class Child:
     def stop(self, sig: int | None = signal.SIGTERM, timeout: float = 5.0) -> None:
         """Send ``sig`` to the leader (None: already sent), wait up to ``timeout`` for it, then
         SIGKILL the whole group and wait until no member is left."""
-        if sig is not None:
-            self.send(sig)
-        if self.alive():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout)
-        # Pool children may outlive their leader for a moment: take the whole group.
-        self.signal_group(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
-        deadline = time.monotonic() + 5
-        while self.group_pids() and time.monotonic() < deadline:
-            self.signal_group(signal.SIGKILL)
-            time.sleep(0.05)
+        stop_group(self.proc, sig, timeout)
         if not self._out.closed:
             self._out.close()
 
@@ -175,7 +197,7 @@ def free_port() -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port != 6379:
+        if port != SHARED_REDIS_PORT:
             return port
 
 
@@ -187,6 +209,29 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def wait_listening(
+    port: int,
+    *,
+    alive: Callable[[], bool] = lambda: True,
+    should_stop: Callable[[], bool] = lambda: False,
+    timeout: float = 15.0,
+) -> bool:
+    """Wait until something accepts TCP connections on 127.0.0.1:``port``.
+
+    True once it does; False as soon as ``alive()`` says the process meant to listen has
+    exited, ``should_stop()`` says to give up, or ``timeout`` seconds have passed. A
+    connection is the readiness both users need: a redis-server without persistence answers
+    as soon as it listens, and Tornado (Flower) queues requests from then on.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive() and not should_stop():
+        with contextlib.suppress(OSError):
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return alive()
+        time.sleep(0.02)
+    return False
 
 
 def find_redis_server(*, prefer_bundled: bool = True) -> tuple[str, str]:
@@ -222,12 +267,11 @@ def _bundled_redis_server() -> str | None:
 def start_redis(
     workdir: Path, env: Mapping[str, str], should_stop: Callable[[], bool], timeout: float = 15.0
 ) -> tuple[Child, str]:
-    """Start a private redis-server on a free loopback port, no persistence; wait for PING.
+    """Start a private redis-server on a free loopback port, no persistence; wait until it
+    listens.
 
     Returns the child and its URL. Retries on another port if the chosen one got taken.
     """
-    import redis
-
     executable, _ = find_redis_server()
     deadline = time.monotonic() + timeout
     while True:
@@ -249,16 +293,9 @@ def start_redis(
             env,
             cwd=workdir,
         )
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
-        try:
-            while time.monotonic() < deadline and child.alive() and not should_stop():
-                with contextlib.suppress(redis.RedisError, OSError):
-                    if client.ping():
-                        return child, f"redis://127.0.0.1:{port}/0"
-                time.sleep(0.02)
-        finally:
-            client.close()
-        error = child.failure("did not answer PING")
+        if wait_listening(port, alive=child.alive, should_stop=should_stop, timeout=deadline - time.monotonic()):
+            return child, f"redis://127.0.0.1:{port}/0"
+        error = child.failure("did not listen")
         child.stop(timeout=1)
         if should_stop() or time.monotonic() >= deadline:
             raise error

@@ -183,9 +183,10 @@ def sentinel_url(redis_server, tmp_path):
     """A real Redis Sentinel (the same redis-server binary in sentinel mode) watching the
     private server as master ``fileintel``."""
     import subprocess
-    import time
 
-    from tests.harness import free_port, kill_process_tree
+    import redis
+
+    from tests.harness import free_port, kill_process_tree, spawn, wait_for
 
     port = free_port()
     conf = tmp_path / "sentinel.conf"
@@ -193,23 +194,20 @@ def sentinel_url(redis_server, tmp_path):
         f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
         f"sentinel monitor fileintel 127.0.0.1 {redis_server.port} 1\n"
     )
-    proc = subprocess.Popen([redis_server.executable, str(conf), "--sentinel"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        import redis
+    proc = spawn([redis_server.executable, str(conf), "--sentinel"],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                # The raw command: redis-py 6.4's sentinel_get_master_addr_by_name() raises a
-                # TypeError in its own reply parser.
-                if redis.Redis(port=port).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "fileintel"):
-                    break
-            except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis sentinel did not start")
-            time.sleep(0.05)
+    def knows_the_master() -> bool:
+        try:
+            # The raw command: redis-py 6.4's sentinel_get_master_addr_by_name() raises a
+            # TypeError in its own reply parser.
+            with redis.Redis(port=port) as client:
+                return bool(client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "fileintel"))
+        except redis.RedisError:
+            return False
+
+    try:
+        wait_for(knows_the_master, 10, what="redis sentinel to watch the test server")
         yield f"sentinel://127.0.0.1:{port}/0"
     finally:
         kill_process_tree(proc)

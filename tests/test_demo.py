@@ -12,10 +12,8 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,8 +21,15 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.harness import REPO_ROOT, _register, _set_parent_death_signal, free_port, kill_process_tree
-
+from fileintel_demo.processes import port_is_free
+from tests.harness import (
+    REPO_ROOT,
+    _register,
+    free_port,
+    kill_process_tree,
+    spawn,
+    wait_for,
+)
 
 CASES = {"progress", "failure", "placeholders", "download", "expiring", "queued", "revoked", "html"}
 
@@ -43,29 +48,20 @@ class DemoProcess:
         env["FILEINTEL_DEMO_STATE_FILE"] = str(tmp_path / "demo-state.json")
         cmd = [sys.executable, "-m", "fileintel_demo", "--port", str(self.port), *args]
         with open(self.output, "wb") as out:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=REPO_ROOT,
-                start_new_session=True,  # like a terminal's job: signals go to the demo only
-                preexec_fn=_set_parent_death_signal,
-            )
+            # Its own session, like a terminal's job: signals go to the demo only.
+            self.proc = spawn(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
         _register(self.proc)
 
     def text(self) -> str:
         return self.output.read_text(errors="replace")
 
     def wait_for(self, needle: str, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while needle not in self.text():
-            if self.proc.poll() is not None:
+        def printed() -> bool:
+            if self.proc.poll() is not None and needle not in self.text():
                 raise AssertionError(f"the demo exited ({self.proc.returncode}) before {needle!r}:\n{self.text()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the demo did not print {needle!r} within {timeout} s:\n{self.text()}")
-            time.sleep(0.1)
+            return needle in self.text()
+
+        wait_for(printed, timeout, what=lambda: f"the demo to print {needle!r}:\n{self.text()}")
 
     def wait(self, timeout: float) -> int:
         try:
@@ -91,12 +87,6 @@ class DemoProcess:
                 proc.kill()
 
 
-def _listening(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _assert_all_gone(demo: DemoProcess, summary: dict[str, Any] | None = None) -> None:
     left = demo.processes()
     assert not left, "processes the demo started are still running: " + ", ".join(
@@ -106,7 +96,7 @@ def _assert_all_gone(demo: DemoProcess, summary: dict[str, Any] | None = None) -
         assert summary["leftover_pids"] == []
         for pid in summary["started_pids"]:
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    assert not _listening(demo.port), f"something still listens on Flower's port {demo.port}"
+    assert port_is_free(demo.port), f"something still listens on Flower's port {demo.port}"
 
 
 @pytest.mark.slow

@@ -64,7 +64,7 @@ def test_fileintel_flower_command_serves_tls(app, tmp_path, finished_task):
         f"--certfile={cert}", f"--keyfile={key}", "--basic_auth=ops:pw",
     )
     try:
-        wait_listening(proc, port, https=True)
+        wait_listening(proc, port)
         conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ssl._create_unverified_context())
         conn.request("GET", f"/api/fileintel/task/{finished_task.id}/result",
                      headers={"Authorization": "Basic b3BzOnB3"})
