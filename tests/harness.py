@@ -58,7 +58,7 @@ _live_lock = threading.Lock()
 
 def wait_for(
     condition: Callable[[], T],
-    timeout: float = 10.0,
+    timeout: float = 15.0,
     what: str | Callable[[], str] = "the condition",
     interval: float = 0.05,
 ) -> T:

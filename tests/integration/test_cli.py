@@ -325,7 +325,7 @@ def test_quiet_silences_progress_but_not_errors(app, worker):
 
 def test_malformed_ids_exit_2_without_touching_redis():
     # Redis at a closed port: a Redis call would be 69, not 2. (Every malformed shape is
-    # covered in tests/test_ids.py; here each command once, through the real executable.)
+    # covered in tests/unit/test_ids.py; here each command once, through the real executable.)
     closed = f"redis://127.0.0.1:{harness.free_port()}/0"
     for command in (["status", "a*b"], ["result", "x" * 300], ["wait", "fine-id", "has space"], ["status", ""]):
         run = fileintel(*command, env={harness.REDIS_URL_ENV: closed})

@@ -18,7 +18,7 @@ from celery import Celery
 import celery_ext
 from celery_ext.errors import BackendUnavailable
 from celery_ext.records import store_for
-from tests.harness import RedisServer, run_celery
+from tests.harness import RedisServer, run_celery, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -237,10 +237,7 @@ def test_a_worker_whose_records_redis_is_paused_loses_and_fails_no_task(app, sub
         first = proj.add.delay(0, 0)
         assert first.get(timeout=30) == 0  # the worker is up
         with records.client() as client:  # and writes its records to this Redis
-            deadline = time.monotonic() + 10
-            while not client.exists(f"fileintel-record-{first.id}") and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert client.exists(f"fileintel-record-{first.id}")
+            wait_for(lambda: client.exists(f"fileintel-record-{first.id}"), 10, what="the worker's record")
         os.kill(records.pid, signal.SIGSTOP)
         try:
             started = time.monotonic()

@@ -8,12 +8,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from celery_ext import describe
 from flower_fileintel.testing import FlowerServer
+from tests.harness import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
@@ -52,15 +51,6 @@ def page(browser):
     page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
     yield page
     context.close()
-
-
-def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def open_page(page, url):

@@ -16,6 +16,7 @@ import pytest
 
 from celery_ext import describe
 from flower_fileintel.testing import FlowerServer, http_get, sse_events
+from tests.harness import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,16 +49,6 @@ def same_document(a, b):
     else:
         delta = datetime.fromisoformat(a["result_expires_at"]) - datetime.fromisoformat(b["result_expires_at"])
         assert abs(delta.total_seconds()) < 5
-
-
-def wait_for(predicate, timeout=15.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,10 +267,22 @@ def test_bad_wait_values_are_400(app, flower, value):
     assert resp.json()["code"] == "invalid_argument"
 
 
-def test_wait_is_capped_at_30_seconds():
-    from flower_fileintel.handlers import MAX_WAIT_S
+def test_wait_is_capped_at_30_seconds(app, flower, monkeypatch):
+    """``?wait=3600`` waits 30 s, not an hour: the handler's wait is recorded, not waited out."""
+    from flower_fileintel.handlers.api import ResultApiHandler
+    from tests.proj import NOBODY_QUEUE
 
-    assert MAX_WAIT_S == 30.0
+    asked: list[float] = []
+
+    async def recorded_wait(self, task_id, status, seconds):
+        asked.append(seconds)
+        return status
+
+    monkeypatch.setattr(ResultApiHandler, "_wait", recorded_wait)
+    queued = app.tasks["tests.proj.add"].apply_async((1, 1), queue=NOBODY_QUEUE)
+    resp = get(flower, f"/api/fileintel/task/{queued.id}/result?wait=3600")
+    assert resp.status == 202
+    assert asked == [30.0]
 
 
 @pytest.mark.slow
@@ -387,7 +390,7 @@ def test_task_page_of_an_expired_failure_shows_the_error_first(app, worker, flow
 
 
 def test_task_page_warns_when_the_result_expires_soon(app, worker, flower, redis_client):
-    from celery_ext.records import meta_key, store_for
+    from celery_ext.records import meta_key
 
     result = app.tasks["tests.proj.add"].delay(1, 2)
     result.get(timeout=10)
@@ -464,15 +467,11 @@ def test_push_and_polling_end_on_the_same_final_document(app, worker, flower):
 
     listener = threading.Thread(target=listen)
     listener.start()
-    polled = None
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        polled = get(flower, f"/fileintel/task/{result.id}/status.json").json()
-        if polled["ready"]:
-            break
-        time.sleep(0.5)
+    polled = wait_for(
+        lambda: (doc := get(flower, f"/fileintel/task/{result.id}/status.json").json())["ready"] and doc,
+        20, what="the polled status to be ready", interval=0.5,
+    )
     listener.join(20)
-    assert polled is not None and polled["ready"]
     assert pushed and pushed[-1]["ready"]
     same_document(pushed[-1], polled)
 
@@ -571,18 +570,24 @@ def test_hub_reconnects_after_a_redis_outage_and_pushes_again(app, flower, redis
 
     task_id = str(uuid.uuid4())
     app.backend.store_result(task_id, {"current": 1, "total": 2, "message": "half"}, "PROGRESS")
-    collected = []
+    received: list[tuple[str, str]] = []
+
+    def delivered(message):
+        return lambda: any(event == "status" and message in data for event, data in list(received))
 
     def writer():
+        # Each write once the stream has delivered the one before: the test is about the
+        # reconnected hub pushing every update, not about how fast two writes coalesce.
         wait_for(lambda: flower.call(lambda: task_id in hub_of(flower).task_watchers))
-        time.sleep(0.3)
+        wait_for(delivered('"half"'), what="the first update on the stream")
         app.backend.store_result(task_id, {"current": 2, "total": 2, "message": "all"}, "PROGRESS")
-        time.sleep(0.3)
+        wait_for(delivered('"all"'), what="the second update on the stream")
         app.backend.store_result(task_id, {"done": True}, "SUCCESS")
 
     thread = threading.Thread(target=writer)
     thread.start()
-    collected = sse_events(flower.url(f"/fileintel/task/{task_id}/events"), auth=AUTH, timeout=20)
+    collected = sse_events(flower.url(f"/fileintel/task/{task_id}/events"), auth=AUTH, timeout=20,
+                           until=lambda item: received.append(item) and False)
     thread.join(20)
     docs = [json.loads(d) for e, d in collected if e == "status"]
     assert collected[-1][0] == "end"

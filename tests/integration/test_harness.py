@@ -61,8 +61,21 @@ def test_outage_while_a_worker_runs(app, worker, redis_server):
     redis_server.stop()  # the worker's teardown and the next test must cope
 
 
-def test_app_and_worker_work_after_the_previous_test_outage(app, worker):
-    """Runs right after the test above: the harness restarted Redis and reset the backend."""
+@pytest.fixture
+def after_an_outage(redis_server):
+    """What a test with an outage leaves behind: the app's connections open to a Redis that
+    was killed. Requested before ``app``, so the ``app`` fixture must restart Redis and give
+    the app fresh connections."""
+    from tests.proj import app as celery_app
+
+    redis_server.ensure_running()
+    celery_app.backend.client.ping()
+    redis_server.stop()
+
+
+def test_app_and_worker_work_after_an_outage(after_an_outage, app, worker):
+    """On its own, not only right after the test above: the harness restarted Redis and
+    reset the backend."""
     from tests.proj import add
 
     assert add.delay(2, 3).get(timeout=30) == 5

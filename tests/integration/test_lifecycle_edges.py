@@ -10,15 +10,21 @@ import json
 import os
 import signal
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 import celery_ext
 from celery_ext.records import forget_store, store_for
 from celery_ext.status import Outcome, Phase
-from tests import proj
+from tests import harness, proj
 from tests.harness import run_celery
-from tests.status_checks import describe_checked, revoke_confirmed, wait_for, wait_for_phase
+from tests.status_checks import (
+    describe_checked,
+    revoke_confirmed,
+    wait_for,
+    wait_for_phase,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -115,8 +121,10 @@ def test_a_busy_solo_worker_is_never_lost(app, subprocess_worker):
 def test_a_task_revoked_while_running_keeps_its_runtime_and_progress(app, subprocess_worker):
     subprocess_worker(pool="prefork", concurrency=1)
     result = proj.progress_steps.delay(2, 0.05, hold=60)
-    wait_for(app, result.id, lambda s: s.progress is not None and s.progress.percent == 100.0, timeout=20)
-    time.sleep(0.3)
+    running = wait_for(app, result.id, lambda s: s.progress is not None and s.progress.percent == 100.0, timeout=20)
+    # Revoke once it has run 0.3 s (the runtime asserted below), by its own start time.
+    assert running.started_at is not None
+    harness.wait_for(lambda: datetime.now(timezone.utc) - running.started_at >= timedelta(seconds=0.3))
     revoke_confirmed(app, result.id, terminate=True, signal="SIGKILL")
     status = wait_for_phase(app, result.id, "revoked", timeout=20)
     assert status.outcome is Outcome.REVOKED

@@ -7,12 +7,11 @@ and the real ``celery`` executable.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
 
-from celery_ext.records import forget_store, meta_key, store_for
+from celery_ext.records import forget_store, meta_key
 from celery_ext.status import Outcome, Phase
 from flower_fileintel.testing import FlowerServer, http_get
 from tests import proj

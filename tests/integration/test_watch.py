@@ -17,6 +17,7 @@ from celery_ext import watch
 from celery_ext.errors import BackendUnavailable, FileIntelError, InvalidTaskId
 from celery_ext.status import Phase
 from tests import proj
+from tests.harness import wait_for
 from tests.status_checks import check_document
 
 pytestmark = pytest.mark.integration
@@ -277,11 +278,10 @@ def test_redis_back_before_the_deadline_resubscribes_and_rereads(app, redis_serv
     try:
         assert first_update.wait(10)
         redis_server.stop()
-        time.sleep(0.5)
+        # Back up once the waiter has noticed the outage, then write once it is back.
+        wait_for(lambda: any(isinstance(e, BackendUnavailable) for e in events), 10, what="the waiter to see the outage")
         redis_server.start()
-        deadline = time.monotonic() + 10
-        while None not in events and time.monotonic() < deadline:  # the waiter is back
-            time.sleep(0.05)
+        wait_for(lambda: None in events, 10, what="the waiter to be back")
         app.backend.store_result(task_id, "after the outage", "SUCCESS")
         thread.join(20)
     finally:

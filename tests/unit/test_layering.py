@@ -12,6 +12,7 @@ too; imports under ``if TYPE_CHECKING:`` never run and are left out):
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from pathlib import Path
 
 from tests.harness import REPO_ROOT
@@ -24,6 +25,7 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@lru_cache(maxsize=1)  # the source does not change during a run: parse it once
 def _imports() -> dict[str, set[str]]:
     """Module -> every module it imports (absolute names; ``from a import b`` counts as a.b
     when a.b is one of ours, else as a)."""

@@ -95,7 +95,7 @@ progressish = st.dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)  # examples: the profile in tests/conftest.py
 @given(st.one_of(json_values, progressish))
 def test_normalisation_never_raises_and_output_is_in_range(meta):
     progress = normalize_progress(meta)

@@ -12,10 +12,11 @@ import pytest
 
 from celery_ext.classify import Observation, build_status
 from celery_ext.cli import RESULT_EXIT, WAIT_EXIT, ExitCode
-from celery_ext.task_record import TaskRecord
 from celery_ext.settings import FileIntelSettings
 from celery_ext.status import Outcome, Phase
+from celery_ext.task_record import TaskRecord
 from celery_ext.verdict import SENTENCES, sentence
+from tests.harness import REPO_ROOT
 from tests.status_checks import check_document
 
 NOW = datetime(2026, 12, 3, 10, 0, 0, tzinfo=timezone.utc)
@@ -170,12 +171,11 @@ def test_every_phase_goes_through_every_edge():
     """A new phase fails here until the CLI display, the pages' badge style, the schema and
     the README's status document know it."""
     import json
-    from pathlib import Path
 
     from celery_ext.cli.reporters import PHASE_STYLE
     from celery_ext.status import Phase
 
-    root = Path(__file__).resolve().parent.parent
+    root = REPO_ROOT
     css = (root / "flower_fileintel" / "static" / "fileintel.css").read_text()
     schema = json.loads((root / "celery_ext" / "schema" / "task-status-1.json").read_text())
     readme = (root / "README.md").read_text()
