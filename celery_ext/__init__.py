@@ -66,7 +66,6 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from celery_ext.bootstep import install
-    from celery_ext.lookup import describe, describe_many
     from celery_ext.download import stream_result
     from celery_ext.errors import (
         BackendUnavailable,
@@ -75,6 +74,7 @@ if TYPE_CHECKING:
         ResultNotSerializable,
         ResultTooLarge,
     )
+    from celery_ext.lookup import describe, describe_many
     from celery_ext.progress import report_progress
     from celery_ext.settings import FileIntelSettings, get_settings
     from celery_ext.status import Phase, TaskStatus

@@ -15,9 +15,9 @@ from typing import Any
 
 from celery import Celery
 
+from celery_ext.errors import FileIntelError
 from celery_ext.lookup import describe
 from celery_ext.records import backend_errors, store_for, unavailable
-from celery_ext.errors import FileIntelError
 from celery_ext.status import Outcome, TaskStatus
 from celery_ext.verdict import sentence
 

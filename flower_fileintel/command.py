@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 from celery.bin.base import CeleryCommand
+
 # Its home in every supported Celery; celery.bin.base re-exports it only in newer ones (not 5.3).
 from celery.exceptions import CeleryCommandException
 

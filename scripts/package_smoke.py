@@ -99,7 +99,16 @@ def main(wheel_name: str) -> int:
         check(isinstance(command, click.Group), f"it loads a click group ({points[0].value})")
         if isinstance(command, click.Group):
             names = set(command.list_commands(click.Context(command)))
-            check({"status", "result", "wait"} <= names, f"its subcommands: {', '.join(sorted(names))}")
+            check({"status", "result", "wait", "demo"} <= names, f"its subcommands: {', '.join(sorted(names))}")
+
+    # The demo is its own top-level package, reached through its entry points.
+    import fileintel_demo
+
+    check(
+        Path(fileintel_demo.__file__).resolve().parent.parent == site,
+        "fileintel_demo is in the wheel, beside celery_ext",
+    )
+    check((Path(sys.executable).parent / "fileintel-demo").is_file(), "the fileintel-demo script is installed")
 
     celery = Path(sys.executable).parent / "celery"
     run = subprocess.run([str(celery), "fileintel", "--help"], capture_output=True, text=True, timeout=120)

@@ -33,7 +33,7 @@ def main() -> None:
     state = REPO / ".screenshots-demo-state.json"
     env = dict(os.environ, FILEINTEL_DEMO_STATE_FILE=str(state))
     demo = subprocess.Popen(
-        [sys.executable, "-m", "flower_fileintel.demo", "--port", str(args.port), "--duration", "90",
+        [sys.executable, "-m", "fileintel_demo", "--port", str(args.port), "--duration", "90",
          "--interval", "5"],
         cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
     )
@@ -70,7 +70,7 @@ def _running_progress_task(base: str, env: dict[str, str]) -> str:
     os.environ.update(env)  # the demo app reads the state file when imported
     import celery_ext
     from celery_ext.records import recent_task_ids
-    from flower_fileintel.demo.app import app
+    from fileintel_demo.app import app
 
     while time.monotonic() < deadline:
         for task_id in recent_task_ids(app, "active", 20):

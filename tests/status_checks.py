@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -12,6 +11,7 @@ import jsonschema
 
 import celery_ext
 from celery_ext.status import TaskStatus
+from tests import harness
 
 
 @lru_cache(maxsize=1)
@@ -35,14 +35,13 @@ def describe_checked(app: Any, task_id: str) -> TaskStatus:
 
 def wait_for(app: Any, task_id: str, predicate: Any, timeout: float = 10.0) -> TaskStatus:
     """Describe ``task_id`` until ``predicate(status)`` holds; fail with the last status."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = describe_checked(app, task_id)
-        if predicate(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting; last status: {status.to_dict()}")
-        time.sleep(0.05)
+    last: list[TaskStatus] = []
+
+    def holds() -> TaskStatus | None:
+        last[:] = [describe_checked(app, task_id)]
+        return last[0] if predicate(last[0]) else None
+
+    return harness.wait_for(holds, timeout, what=lambda: f"{task_id}; last status: {last[0].to_dict()}")
 
 
 def wait_for_phase(app: Any, task_id: str, phase: str, timeout: float = 10.0) -> TaskStatus:

@@ -52,9 +52,8 @@ def wait(
     several ids the exit code is that of the first id, in argument order, that did not
     succeed. Unknown ids are waited for until the deadline (then exit 4).
     """
-    from celery_ext.watch import wait as wait_for
-
     from celery_ext.prefix import could_be_prefix, describe_id_or_prefix
+    from celery_ext.watch import wait as wait_for
 
     out = Output(ctx)
     with out.edges():
