@@ -12,7 +12,9 @@ from celery_ext.errors import BackendUnavailable
 from celery_ext.status import Outcome, TaskStatus
 from celery_ext.verdict import sentence
 from flower_fileintel import metrics
+from flower_fileintel.formatting import duration_text
 from flower_fileintel.handlers.base import ApiError, JsonHandler, PageHandler
+from flower_fileintel.story import events_task, story_of
 
 #: Results larger than this are not pretty-printed into the detail page (download them).
 PAGE_RESULT_MAX_BYTES = 1024 * 1024
@@ -93,6 +95,7 @@ class TaskPageHandler(PageHandler):
             download_url=self.download_url(task_id, page=True),
             raw_url=self.download_url(task_id, page=True, raw=True),
             flower_task_url=self.url_prefix_path(f"/task/{task_id}"),
+            story=story_of(events_task(self.application, task_id)),
             active_tab="fileintel",
         )
 
@@ -107,6 +110,7 @@ class BoardPageHandler(PageHandler):
         self.render_page(
             "fileintel_board.html",
             expiry_warning=self.plugin.settings.expiry_warning,
+            expiry_warning_text=duration_text(self.plugin.settings.expiry_warning),
             active_tab="fileintel",
         )
 
