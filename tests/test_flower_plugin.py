@@ -16,6 +16,7 @@ import pytest
 
 from celery_ext import describe
 from flower_fileintel.testing import FlowerServer, http_get, sse_events
+from tests.harness import feed_events
 
 pytestmark = pytest.mark.integration
 
@@ -624,31 +625,6 @@ def test_board_lists_results_expiring_soon(app, worker, flower, redis_client):
 
 # --------------------------------------------------------------------------------------------
 # the on-call board: readable pages, the task's whole story, styled error pages
-
-
-def feed_events(flower, task_id, name, *, args="(2, 3)", kwargs="{}", routing_key="celery",
-                parent_id=None, root_id=None, hostname="celery@events-host", retries=0):
-    """Put a task into Flower's in-memory events state (Flower's own ``EventsState``) with
-    the events a worker started with ``-E`` sends: task-sent (routing), task-received
-    (arguments, family) and task-started (its worker)."""
-    now = time.time()
-    common = {"uuid": task_id, "timestamp": now, "local_received": now, "utcoffset": 0, "pid": 1}
-    events = [
-        {**common, "type": "task-sent", "name": name, "args": args, "kwargs": kwargs,
-         "routing_key": routing_key, "exchange": "", "queue": routing_key, "retries": retries,
-         "root_id": root_id or task_id, "parent_id": parent_id, "eta": None, "expires": None,
-         "hostname": "producer@host", "clock": 1},
-        {**common, "type": "task-received", "name": name, "args": args, "kwargs": kwargs,
-         "root_id": root_id or task_id, "parent_id": parent_id, "retries": retries,
-         "eta": None, "expires": None, "hostname": hostname, "clock": 2},
-        {**common, "type": "task-started", "hostname": hostname, "clock": 3},
-    ]
-
-    def apply():
-        for event in events:
-            flower.flower_app.events.state.event(event)
-
-    flower.call(apply)
 
 
 def test_task_page_tells_the_tasks_story_from_flowers_events(app, worker, flower):
