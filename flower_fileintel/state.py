@@ -116,6 +116,44 @@ class PluginState:
             "stalled_after_s": STALLED_AFTER_S,
         }
 
+    async def finished_page(self, query: Any) -> dict[str, Any]:
+        return await self.run(self._finished_page, query)
+
+    def _finished_page(self, query: Any) -> dict[str, Any]:
+        """One page of "recently finished" under ``query`` (a ``finished.FinishedQuery``),
+        entries as on the board (runs in the lookup pool)."""
+        from celery_ext.lookup import METADATA_ONLY_BYTES, describe_many
+        from celery_ext.records import store_for
+        from flower_fileintel.finished import find_finished
+
+        page = find_finished(store_for(self.capp), query)
+        with self._board_lock:
+            missing = [i for i in page.task_ids if i not in self._finished_cache]
+        statuses = describe_many(self.capp, missing, max_result_bytes=METADATA_ONLY_BYTES) if missing else []
+        now = time.time()
+        fresh = {s.task_id: finished_entry(s) for s in statuses}
+        with self._board_lock:
+            for task_id, entry in fresh.items():
+                if entry["ready"]:
+                    self._finished_cache[task_id] = entry
+            entries = [
+                _with_current_expiry(self._finished_cache.get(i) or fresh[i], now)
+                for i in page.task_ids if i in self._finished_cache or i in fresh
+            ]
+        return {
+            "tasks": entries,
+            "page": page.page,
+            "page_size": page.page_size,
+            "has_next": page.has_next,
+            "index_size": page.index_size,
+            "scanned": page.scanned,
+            "filters": {
+                "phase": query.phase.value if query.phase else None,
+                "name": query.name,
+                "id_prefix": query.id_prefix,
+            },
+        }
+
     def close(self) -> None:
         metrics.stop_inventory(self.capp)
         self.executor.shutdown(wait=False, cancel_futures=True)

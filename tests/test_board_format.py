@@ -110,3 +110,77 @@ def test_story_of_an_events_task():
     own_root = types.SimpleNamespace(uuid="c", root_id="c")
     assert story_of(own_root).root_id is None  # a task that is its own root
     assert story_of(None) is None
+
+
+# --------------------------------------------------------------------------------------------
+# "recently finished": filters and paging over the finished index
+
+
+class FakeIndex:
+    """The finished index as find_finished reads it, counting what each read costs."""
+
+    def __init__(self, rows):
+        self.rows = rows  # (task id, state, name), newest first
+        self.ids_read = 0
+        self.fields_read = 0
+
+    def finished_count(self):
+        return len(self.rows)
+
+    def finished_ids(self, start, count):
+        ids = [r[0] for r in self.rows[start:start + count]]
+        self.ids_read += len(ids)
+        return ids
+
+    def states_and_names(self, task_ids):
+        self.fields_read += len(task_ids)
+        by_id = {r[0]: (r[1], r[2]) for r in self.rows}
+        return [by_id[i] for i in task_ids]
+
+
+def _index(n_success=1000, failures_at=(3, 700)):
+    rows = [(f"{i:04d}-ok", "SUCCESS", "app.resize") for i in range(n_success)]
+    for at in failures_at:
+        rows[at] = (f"{at:04d}-bad", "FAILURE", "app.convert")
+    return FakeIndex(rows)
+
+
+def test_unfiltered_pages_read_only_the_page():
+    from flower_fileintel.finished import FinishedQuery, find_finished
+
+    index = _index()
+    page = find_finished(index, FinishedQuery(page=3, page_size=25))
+    assert page.task_ids == [f"{i:04d}-ok" for i in range(50, 75)]
+    assert page.has_next and page.index_size == 1000
+    assert index.ids_read == 26 and index.fields_read == 0  # the page and one more
+
+
+def test_phase_filter_finds_failures_deep_in_the_index():
+    from flower_fileintel.finished import FinishedQuery, find_finished
+
+    index = _index()
+    page = find_finished(index, FinishedQuery(phase=Phase.FAILED, page_size=25))
+    assert page.task_ids == ["0003-bad", "0700-bad"] and not page.has_next
+    assert index.ids_read == 1000  # bounded by the index, never by what else is in Redis
+
+
+def test_filters_stop_reading_once_the_page_is_full():
+    from flower_fileintel.finished import FinishedQuery, find_finished
+
+    index = _index()
+    page = find_finished(index, FinishedQuery(name="RESIZE", page_size=10), chunk=50)
+    assert len(page.task_ids) == 10 and page.has_next
+    assert index.ids_read == 50  # one chunk was enough
+
+
+def test_id_prefix_and_paging_together():
+    from flower_fileintel.finished import FinishedQuery, find_finished
+
+    index = _index()
+    first = find_finished(index, FinishedQuery(id_prefix="00", page_size=40))
+    second = find_finished(index, FinishedQuery(id_prefix="00", page=2, page_size=40))
+    assert first.task_ids == [r[0] for r in index.rows[:40]] and first.has_next
+    assert second.task_ids == [r[0] for r in index.rows[40:80]] and second.has_next
+    assert index.fields_read == 0  # an id prefix needs no record fields
+    none = find_finished(index, FinishedQuery(id_prefix="zz", page_size=40))
+    assert none.task_ids == [] and not none.has_next

@@ -373,3 +373,34 @@ def test_task_page_shows_its_arguments_and_flowers_page_links_to_it(app, worker,
     link.click()
     page.wait_for_url(flower.url(f"/fileintel/task/{result.id}"))
     assert page.dialogs == []
+
+
+def test_finished_filters_and_paging_reach_past_the_first_page(app, worker, flower, page):
+    from celery_ext.records import recent_task_ids
+
+    failed = app.tasks["tests.proj.fail"].delay("found by the filter")
+    with pytest.raises(ValueError):
+        failed.get(timeout=10)
+    for r in [app.tasks["tests.proj.add"].delay(i, 1) for i in range(26)]:
+        r.get(timeout=20)
+    wait_for(lambda: len(recent_task_ids(app, "finished", 100)) == 27)
+    open_page(page, flower.url("/fileintel"))
+    row = f'#fi-finished tr[data-task-id="{failed.id}"]'
+    page.locator("#fi-finished tbody tr").first.wait_for()
+    assert page.locator(row).count() == 0  # 26 newer successes pushed it off page 1
+
+    page.select_option("#fi-finished-filters select[name=phase]", "failed")
+    page.locator(row).wait_for(timeout=10000)
+    assert page.locator("#fi-finished tbody tr").count() == 1
+    assert "phase=failed" in page.url  # a link to this view can be shared
+
+    page.select_option("#fi-finished-filters select[name=phase]", "")
+    page.fill("#fi-finished-filters input[name=q]", failed.id[:8])
+    page.wait_for_function("id => { const rows = document.querySelectorAll('#fi-finished tbody tr');"
+                           " return rows.length === 1 && rows[0].getAttribute('data-task-id') === id; }", arg=failed.id)
+
+    page.fill("#fi-finished-filters input[name=q]", "")
+    page.wait_for_function("() => document.querySelectorAll('#fi-finished tbody tr').length === 25")
+    page.click("#fi-finished-next")
+    page.locator(row).wait_for(timeout=10000)
+    assert page.locator("#fi-finished-next").is_disabled()

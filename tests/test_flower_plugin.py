@@ -739,3 +739,42 @@ def test_board_snapshot_has_elapsed_time_stall_flag_and_revoked_runtime(app, wor
     wait_for(lambda: running.id in recent_task_ids(app, "finished", 10))
     finished = get(flower, "/fileintel/board.json").json()["finished"]
     assert next(t for t in finished if t["task_id"] == running.id)["shown_runtime_s"] > 0
+
+
+def test_finished_can_be_filtered_searched_and_paged_over_the_whole_index(app, worker, flower):
+    from celery_ext.records import recent_task_ids
+
+    failed = app.tasks["tests.proj.fail"].delay("pinned failure")
+    with pytest.raises(ValueError):
+        failed.get(timeout=10)
+    results = [app.tasks["tests.proj.add"].delay(i, i) for i in range(30)]  # push it off page 1
+    for r in results:
+        r.get(timeout=20)
+    wait_for(lambda: len(recent_task_ids(app, "finished", 100)) == 31)
+    board = get(flower, "/fileintel/board.json").json()
+    assert failed.id not in [t["task_id"] for t in board["finished"]]  # 25 newest only
+
+    only_failed = get(flower, "/fileintel/finished.json?phase=failed").json()
+    assert [t["task_id"] for t in only_failed["tasks"]] == [failed.id]
+    assert only_failed["tasks"][0]["error"]["message"] == "pinned failure"
+    assert only_failed["has_next"] is False and only_failed["index_size"] == 31
+
+    by_name = get(flower, "/fileintel/finished.json?name=PROJ.FAIL").json()
+    assert [t["task_id"] for t in by_name["tasks"]] == [failed.id]
+    by_prefix = get(flower, f"/fileintel/finished.json?q={results[0].id[:8]}").json()
+    assert results[0].id in [t["task_id"] for t in by_prefix["tasks"]]
+
+    page1 = get(flower, "/fileintel/finished.json?page=1").json()
+    page2 = get(flower, "/fileintel/finished.json?page=2").json()
+    assert page1["has_next"] and not page2["has_next"]
+    assert len(page1["tasks"]) == 25 and len(page2["tasks"]) == 6
+    assert failed.id == page2["tasks"][-1]["task_id"]  # the oldest, on the last page
+    seen = [t["task_id"] for t in page1["tasks"] + page2["tasks"]]
+    assert len(set(seen)) == 31
+
+
+@pytest.mark.parametrize("query", ["phase=running", "phase=<b>", "page=0", "page=x", "q=a*b"])
+def test_bad_finished_filters_are_400(app, flower, query):
+    resp = get(flower, f"/fileintel/finished.json?{query}")
+    assert resp.status == 400
+    assert resp.json()["code"] in ("invalid_argument", "invalid_task_id")

@@ -224,13 +224,16 @@ class PageHandler(PluginHandler):
 
         now = datetime.now(timezone.utc)
 
-        def when(moment: datetime | str | None) -> dict[str, str]:
+        def when(value: datetime | str | None) -> dict[str, str]:
             """A time for a ``<time>`` element: ISO value, absolute title, relative text."""
-            if isinstance(moment, str):
+            moment: datetime | None
+            if isinstance(value, str):
                 try:
-                    moment = datetime.fromisoformat(moment)
+                    moment = datetime.fromisoformat(value)
                 except ValueError:
-                    return {"iso": "", "title": moment, "text": moment}
+                    return {"iso": "", "title": value, "text": value}
+            else:
+                moment = value
             return {
                 "iso": moment.isoformat() if moment else "",
                 "title": formatting.absolute_text(moment),

@@ -328,6 +328,7 @@
 
     function renderBoard(board) {
       rows = {};
+      lastSnapshotFinished = board.finished;
       stalledAfter = board.stalled_after_s === undefined ? null : board.stalled_after_s;
       setText(byId("fi-running-count"), board.running.length);
       fill("fi-running", "fi-running-empty", board.running, function (t) {
@@ -380,7 +381,12 @@
         cell(tr, bytes(t.result_info.bytes), "Size");
         return tr;
       });
-      fill("fi-finished", "fi-finished-empty", board.finished, function (t) {
+      if (!filters.active()) { renderFinished(board.finished, null); }
+      else { filters.refresh(); }
+    }
+
+    function renderFinished(items, pageInfo) {
+      fill("fi-finished", "fi-finished-empty", items, function (t) {
         var tr = document.createElement("tr");
         tr.setAttribute("data-task-id", t.task_id);
         cell(tr, idCell(t.task_id), "Task");
@@ -398,7 +404,97 @@
         cell(tr, a, "");
         return tr;
       });
+      if (pageInfo && !items.length) { byId("fi-finished-empty").textContent = "No finished tasks match these filters on this page."; }
+      filters.showPage(pageInfo);
     }
+
+    /* Filters and paging of "recently finished": served by finished.json over the whole
+       finished index; without them the table follows the live snapshot. */
+    var filters = (function () {
+      var form = byId("fi-finished-filters");
+      var url = root.getAttribute("data-finished-url");
+      var state = { phase: "", name: "", q: "", page: 1 };
+      var inFlight = false, again = false;
+      var params = new URLSearchParams(window.location.search);
+      ["phase", "name", "q"].forEach(function (k) { state[k] = params.get(k) || ""; });
+      state.page = Math.max(1, parseInt(params.get("page") || "1", 10) || 1);
+      if (form) {
+        form.elements.phase.value = state.phase;
+        form.elements.name.value = state.name;
+        form.elements.q.value = state.q;
+      }
+
+      function active() { return !!(state.phase || state.name || state.q || state.page > 1); }
+
+      function query() {
+        var p = new URLSearchParams();
+        ["phase", "name", "q"].forEach(function (k) { if (state[k]) { p.set(k, state[k]); } });
+        if (state.page > 1) { p.set("page", String(state.page)); }
+        return p;
+      }
+
+      function refresh() {
+        if (inFlight) { again = true; return; }
+        inFlight = true;
+        var status = byId("fi-finished-status");
+        fetch(url + "?" + query().toString(), { credentials: "same-origin", headers: { "Accept": "application/json" } })
+          .then(function (r) {
+            return r.json().then(function (body) {
+              if (!r.ok) { throw new Error(body.message || ("HTTP " + r.status)); }
+              return body;
+            });
+          })
+          .then(function (body) { status.textContent = ""; renderFinished(body.tasks, body); })
+          .catch(function (err) { status.textContent = "Cannot filter: " + err.message; })
+          .then(function () {
+            inFlight = false;
+            window.fileintelFinishedLoads = (window.fileintelFinishedLoads || 0) + 1;
+            if (again) { again = false; refresh(); }
+          });
+      }
+
+      function apply() {
+        var p = query().toString();
+        window.history.replaceState(null, "", window.location.pathname + (p ? "?" + p : ""));
+        if (active()) { refresh(); } else { renderFinished(lastSnapshotFinished, null); }
+      }
+
+      function showPage(info) {
+        var label = byId("fi-finished-page");
+        var prev = byId("fi-finished-prev"), next = byId("fi-finished-next");
+        if (!label) { return; }
+        if (!info) {
+          label.textContent = "";
+          prev.disabled = true;
+          next.disabled = !lastSnapshotFinished.length;
+          return;
+        }
+        label.textContent = "page " + info.page + (info.has_next ? "" : " (last)");
+        prev.disabled = info.page <= 1;
+        next.disabled = !info.has_next;
+      }
+
+      if (form) {
+        var timer = null;
+        form.addEventListener("submit", function (e) { e.preventDefault(); });
+        form.addEventListener("input", function () {
+          window.clearTimeout(timer);
+          timer = window.setTimeout(function () {
+            state.phase = form.elements.phase.value;
+            state.name = form.elements.name.value.trim();
+            state.q = form.elements.q.value.trim();
+            state.page = 1;
+            apply();
+          }, 250);
+        });
+        byId("fi-finished-prev").addEventListener("click", function () {
+          if (state.page > 1) { state.page -= 1; apply(); }
+        });
+        byId("fi-finished-next").addEventListener("click", function () { state.page += 1; apply(); });
+      }
+      return { active: active, refresh: refresh, showPage: showPage };
+    })();
+    var lastSnapshotFinished = [];
 
     function applyProgress(batch) {
       window.fileintelProgressBatches = (window.fileintelProgressBatches || 0) + 1;
