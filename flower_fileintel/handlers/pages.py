@@ -15,6 +15,7 @@ from flower_fileintel import metrics
 from flower_fileintel.finished import FINISHED_PHASES
 from flower_fileintel.formatting import duration_text
 from flower_fileintel.handlers.base import ApiError, JsonHandler, PageHandler
+from flower_fileintel.state import BOARD_FINISHED_LIMIT
 from flower_fileintel.story import events_task, story_of
 
 #: Results larger than this are not pretty-printed into the detail page (download them).
@@ -113,6 +114,7 @@ class BoardPageHandler(PageHandler):
             expiry_warning=self.plugin.settings.expiry_warning,
             expiry_warning_text=duration_text(self.plugin.settings.expiry_warning),
             finished_phases=[p.value for p in FINISHED_PHASES],
+            finished_page_size=BOARD_FINISHED_LIMIT,
             active_tab="fileintel",
         )
 
@@ -152,8 +154,7 @@ class FinishedPollHandler(JsonHandler):
     @web.authenticated
     async def get(self) -> None:
         from celery_ext.status import Phase
-        from flower_fileintel.finished import FINISHED_PHASES, MAX_PAGE, FinishedQuery
-        from flower_fileintel.state import BOARD_FINISHED_LIMIT
+        from flower_fileintel.finished import MAX_PAGE, FinishedQuery
 
         phase_text = (self.get_query_argument("phase", "") or "").strip()
         phases = {p.value: p for p in FINISHED_PHASES}

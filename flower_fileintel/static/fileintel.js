@@ -414,6 +414,7 @@
       var form = byId("fi-finished-filters");
       var url = root.getAttribute("data-finished-url");
       var state = { phase: "", name: "", q: "", page: 1 };
+      var pageSize = parseInt(root.getAttribute("data-page-size") || "25", 10);
       var inFlight = false, again = false;
       var params = new URLSearchParams(window.location.search);
       ["phase", "name", "q"].forEach(function (k) { state[k] = params.get(k) || ""; });
@@ -466,7 +467,7 @@
         if (!info) {
           label.textContent = "";
           prev.disabled = true;
-          next.disabled = !lastSnapshotFinished.length;
+          next.disabled = lastSnapshotFinished.length < pageSize;  // a full page: maybe more
           return;
         }
         label.textContent = "page " + info.page + (info.has_next ? "" : " (last)");
