@@ -253,6 +253,12 @@
 
     function onData(kind, doc) {
       if (kind !== "status" && kind !== "poll") { return false; }
+      if (doc.phase !== "unknown" && byId("fi-unknown") && !wasReady) {
+        // It became known: reload once, so its details replace the "unknown" explanation.
+        wasReady = true;
+        window.setTimeout(function () { window.location.reload(); }, 300);
+        return true;
+      }
       var done = apply(doc);
       if (done && !wasReady) {
         // Final: reload once so the result / error / expiry are rendered by the server.
