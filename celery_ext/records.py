@@ -175,6 +175,50 @@ class RecordStore:
             backend.connparams["retry"] = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
         return backend
 
+    # -- reads of the finished index, for the board's filters and paging ------------------
+    def finished_count(self) -> int:
+        """How many ids the finished index holds (at most ``FINISHED_INDEX_SIZE`` or so)."""
+        if not self.enabled:
+            return 0
+        try:
+            return int(self.client().zcard(self.finished_key))
+        except backend_errors() as exc:
+            raise unavailable(self, exc) from exc
+
+    def finished_ids(self, start: int, count: int) -> list[str]:
+        """``count`` ids of the finished index from position ``start``, newest first (ids
+        that are not valid task ids are skipped, as in ``recent_task_ids``)."""
+        if not self.enabled or count <= 0:
+            return []
+        try:
+            raw = self.client().zrevrange(self.finished_key, max(0, start), max(0, start) + count - 1)
+        except backend_errors() as exc:
+            raise unavailable(self, exc) from exc
+        ids = []
+        for item in raw:
+            try:
+                ids.append(validate_task_id(text_of(item)))
+            except ValueError:
+                continue
+        return ids
+
+    def states_and_names(self, task_ids: list[str]) -> list[tuple[str | None, str | None]]:
+        """Each task's record ``state`` and ``name`` (None where missing), in one pipelined
+        round trip: what the board filters the finished index by."""
+        if not self.enabled or not task_ids:
+            return [(None, None) for _ in task_ids]
+        try:
+            pipe = self.client().pipeline(transaction=False)
+            for task_id in task_ids:
+                pipe.hmget(self.record_key(task_id), "state", "name")
+            replies = pipe.execute()
+        except backend_errors() as exc:
+            raise unavailable(self, exc) from exc
+        return [
+            (text_of(state) if state is not None else None, text_of(name) if name is not None else None)
+            for state, name in replies
+        ]
+
 
 def _is_redis_backend(backend: Any) -> bool:
     from celery.backends.redis import RedisBackend

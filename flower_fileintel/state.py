@@ -11,10 +11,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from flower_fileintel import metrics
+from flower_fileintel.formatting import STALLED_AFTER_S, elapsed_s, runtime_of, stalled_for_s
 
 __all__ = ["STATIC_DIR", "PluginState", "get_state"]
 
@@ -81,8 +82,6 @@ class PluginState:
         """
         from celery_ext.lookup import METADATA_ONLY_BYTES, describe_many
         from celery_ext.records import ACTIVE_READ_LIMIT, recent_task_ids
-        from flower_fileintel.watchers import board_entry
-
         active = recent_task_ids(self.capp, "active", ACTIVE_READ_LIMIT)
         finished = recent_task_ids(self.capp, "finished", BOARD_FINISHED_LIMIT)
         with self._board_lock:
@@ -90,12 +89,13 @@ class PluginState:
         ids = active + missing
         # The board shows no results: load none but small progress payloads.
         statuses = describe_many(self.capp, ids, max_result_bytes=METADATA_ONLY_BYTES) if ids else []
-        running = [board_entry(s) for s in statuses[: len(active)] if not s.ready]
         now = time.time()
+        moment = datetime.fromtimestamp(now, timezone.utc)
+        running = [running_entry(s, moment) for s in statuses[: len(active)] if not s.ready]
         with self._board_lock:
             for status in statuses[len(active):]:
                 if status.ready:
-                    self._finished_cache[status.task_id] = board_entry(status)
+                    self._finished_cache[status.task_id] = finished_entry(status)
             while len(self._finished_cache) > 4 * BOARD_FINISHED_LIMIT:
                 self._finished_cache.popitem(last=False)
             done = [_with_current_expiry(self._finished_cache[i], now) for i in finished if i in self._finished_cache]
@@ -113,12 +113,85 @@ class PluginState:
             "finished": done,
             "expiring": expiring,
             "expiry_warning_s": warning,
+            "stalled_after_s": STALLED_AFTER_S,
+        }
+
+    async def finished_page(self, query: Any) -> dict[str, Any]:
+        return await self.run(self._finished_page, query)
+
+    def _finished_page(self, query: Any) -> dict[str, Any]:
+        """One page of "recently finished" under ``query`` (a ``finished.FinishedQuery``),
+        entries as on the board (runs in the lookup pool)."""
+        from celery_ext.lookup import METADATA_ONLY_BYTES, describe_many
+        from celery_ext.records import store_for
+        from flower_fileintel.finished import find_finished
+
+        page = find_finished(store_for(self.capp), query)
+        with self._board_lock:
+            missing = [i for i in page.task_ids if i not in self._finished_cache]
+        statuses = describe_many(self.capp, missing, max_result_bytes=METADATA_ONLY_BYTES) if missing else []
+        now = time.time()
+        fresh = {s.task_id: finished_entry(s) for s in statuses}
+        with self._board_lock:
+            for task_id, entry in fresh.items():
+                if entry["ready"]:
+                    self._finished_cache[task_id] = entry
+            entries = [
+                _with_current_expiry(self._finished_cache.get(i) or fresh[i], now)
+                for i in page.task_ids if i in self._finished_cache or i in fresh
+            ]
+        return {
+            "tasks": entries,
+            "page": page.page,
+            "page_size": page.page_size,
+            "has_next": page.has_next,
+            "index_size": page.index_size,
+            "scanned": page.scanned,
+            "filters": {
+                "phase": query.phase.value if query.phase else None,
+                "name": query.name,
+                "id_prefix": query.id_prefix,
+            },
         }
 
     def close(self) -> None:
         metrics.stop_inventory(self.capp)
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.download_executor.shutdown(wait=False, cancel_futures=True)
+
+
+def running_entry(status: Any, now: datetime) -> dict[str, Any]:
+    """A running task as the board shows it: its entry plus ``elapsed_s`` (since it started)
+    and ``stalled_for_s`` (seconds since its last progress report, when that is more than
+    ``STALLED_AFTER_S``; else None)."""
+    from flower_fileintel.watchers import board_entry
+
+    entry = board_entry(status)
+    progress = status.progress
+    updated = _parse_time(progress.updated_at) if progress is not None else None
+    entry["elapsed_s"] = elapsed_s(status.started_at, now)
+    entry["stalled_for_s"] = stalled_for_s(updated, now)
+    return entry
+
+
+def finished_entry(status: Any) -> dict[str, Any]:
+    """A finished task as the board shows it: its entry plus ``shown_runtime_s``, the runtime
+    or, for a revoked task that has none, the time from its start to its end."""
+    from flower_fileintel.watchers import board_entry
+
+    entry = board_entry(status)
+    entry["shown_runtime_s"] = runtime_of(status.runtime_s, status.started_at, status.completed_at)
+    return entry
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _with_current_expiry(entry: dict[str, Any], now: float) -> dict[str, Any]:

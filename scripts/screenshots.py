@@ -1,10 +1,13 @@
-"""Retake README's screenshots (docs/board.png, docs/detail.png) from the running demo.
+"""Retake README's screenshots from the running demo.
 
     .venv/bin/python scripts/screenshots.py [--port 5599]
 
-Starts the demo for a minute, waits until progress tasks are running, and photographs the
-board and a running task's page in headless Chromium (Debian's ``chromium`` through
-Playwright), at 1280x800.
+Starts the demo for a minute and a half, waits until progress tasks are running, and
+photographs in headless Chromium (Debian's ``chromium`` through Playwright):
+
+- docs/board.png and docs/detail.png: the board and a running task's page, 1280x800, light;
+- docs/board-dark.png: the whole board in Flower's dark theme (the browser prefers dark);
+- docs/board-phone.png: the board at a phone's 390 px width (the whole page).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
@@ -43,14 +48,28 @@ def main() -> None:
         time.sleep(4)  # let the bars move and a few results pile up
         from playwright.sync_api import sync_playwright
 
+        shots = [
+            # (name, path, viewport, colour scheme, whole page)
+            ("detail", f"/fileintel/task/{task_id}", DESKTOP, "light", False),
+            ("board", "/fileintel", DESKTOP, "light", False),
+            ("board-dark", "/fileintel", DESKTOP, "dark", True),
+            ("board-phone", "/fileintel", PHONE, "light", True),
+        ]
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            for url, name in ((f"{base}/fileintel/task/{task_id}", "detail"), (f"{base}/fileintel", "board")):
-                page.goto(url)
-                page.wait_for_timeout(1500)
-                page.screenshot(path=str(REPO / "docs" / f"{name}.png"))
+            for name, path, viewport, scheme, full in shots:
+                context = browser.new_context(viewport=viewport, color_scheme=scheme)
+                page = context.new_page()
+                page.goto(base + path)
+                # live: the page applied its first pushed or polled data
+                page.wait_for_function(
+                    "() => document.documentElement.getAttribute('data-fileintel-live') === '1'"
+                    " || !window.fileintelTransport"
+                )
+                page.wait_for_timeout(1000)  # a settled picture (bars mid-transition look odd)
+                page.screenshot(path=str(REPO / "docs" / f"{name}.png"), full_page=full)
                 print(f"wrote docs/{name}.png")
+                context.close()
             browser.close()
     finally:
         os.killpg(demo.pid, signal.SIGINT)

@@ -520,3 +520,29 @@ def wait_listening(proc: subprocess.Popen[Any], port: int, timeout: float = 40.0
         out, err = proc.communicate()
         raise AssertionError(f"flower exited with {proc.returncode}:\n{out}\n{err}")
     raise AssertionError(f"flower did not listen on {port} within {timeout} s")
+
+
+def feed_events(flower: Any, task_id: str, name: str, *, args: str = "(2, 3)", kwargs: str = "{}",
+                routing_key: str = "celery", parent_id: str | None = None, root_id: str | None = None,
+                hostname: str = "celery@events-host", retries: int = 0) -> None:
+    """Put a task into Flower's in-memory events state (Flower's own ``EventsState``) with
+    the events a worker started with ``-E`` sends: task-sent (routing), task-received
+    (arguments, family) and task-started (its worker)."""
+    now = time.time()
+    common = {"uuid": task_id, "timestamp": now, "local_received": now, "utcoffset": 0, "pid": 1}
+    events = [
+        {**common, "type": "task-sent", "name": name, "args": args, "kwargs": kwargs,
+         "routing_key": routing_key, "exchange": "", "queue": routing_key, "retries": retries,
+         "root_id": root_id or task_id, "parent_id": parent_id, "eta": None, "expires": None,
+         "hostname": "producer@host", "clock": 1},
+        {**common, "type": "task-received", "name": name, "args": args, "kwargs": kwargs,
+         "root_id": root_id or task_id, "parent_id": parent_id, "retries": retries,
+         "eta": None, "expires": None, "hostname": hostname, "clock": 2},
+        {**common, "type": "task-started", "hostname": hostname, "clock": 3},
+    ]
+
+    def apply():
+        for event in events:
+            flower.flower_app.events.state.event(event)
+
+    flower.call(apply)

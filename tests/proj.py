@@ -83,6 +83,18 @@ def progress_steps(self: Any, steps: int, delay: float, hold: float = 0.0) -> di
 
 
 @app.task(bind=True)
+def progress_until(self: Any, key: str, timeout: float = 60.0) -> str:
+    """Report progress 1 of 2, then run until Redis ``key`` exists (a test's "you may stop
+    now", so a running task outlives a page check without a fixed sleep) or ``timeout``."""
+    report_progress(self, 1, 2, message="halfway")
+    client = self.backend.client
+    deadline = time.monotonic() + timeout
+    while not client.exists(key) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return "released"
+
+
+@app.task(bind=True)
 def raw_progress(self: Any, meta: Any, hold: float) -> str:
     """Write arbitrary PROGRESS meta (as third-party code would) and stay running."""
     self.update_state(state="PROGRESS", meta=meta)

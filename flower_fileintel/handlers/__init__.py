@@ -34,6 +34,7 @@ from flower_fileintel.handlers.pages import (
     PAGE_BANNER,
     BoardPageHandler,
     BoardPollHandler,
+    FinishedPollHandler,
     TaskPageHandler,
     TaskPollHandler,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "MAX_WAIT_S",
     "BoardPageHandler",
     "BoardPollHandler",
+    "FinishedPollHandler",
     "BoardEventsHandler",
     "TaskPageHandler",
     "TaskPollHandler",

@@ -177,14 +177,27 @@ class JsonHandler(PluginHandler):
         return ApiError(http_status, code, sentence(status), **extra)
 
 
-def fmt_time(value: datetime | None) -> str:
-    if value is None:
-        return "—"
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+#: What the error page says for each error code: a title and what to do next.
+ERROR_PAGES: Mapping[str, tuple[str, str]] = {
+    "invalid_task_id": (
+        "Not a task id",
+        "Task ids are up to 255 printable characters without spaces or '*?[]'. Check the "
+        "address: a copied id may have lost or gained characters. The board lists recent tasks.",
+    ),
+    "ambiguous_task_id": (
+        "Several tasks match this short id",
+        "Pick one of the tasks below, or give more characters of the id.",
+    ),
+    "backend_unavailable": (
+        "Redis did not answer",
+        "The task records and results could not be read. Check that Redis is up and reachable "
+        "from Flower, then reload this page.",
+    ),
+}
 
 
 class PageHandler(PluginHandler):
-    """Error pages in Flower's look (its 404.html takes a message) for 400/404/503."""
+    """Error pages in Flower's look for 400/404/503: what went wrong, what to do, a way back."""
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
@@ -193,17 +206,48 @@ class PageHandler(PluginHandler):
             if not hasattr(self, "_current_user"):
                 self.current_user = None
             self.set_status(status_code)
-            self.render("404.html", message=exc.message)
+            title, advice = ERROR_PAGES.get(exc.code, ("Cannot show this page", ""))
+            self.render_page(
+                "fileintel_error.html",
+                title=title,
+                message=exc.message,
+                advice=advice,
+                code=exc.code,
+                candidates=list(exc.extra.get("candidates") or []),
+                active_tab="fileintel",
+            )
             return
         super().write_error(status_code, **kwargs)
 
     def render_page(self, template_name: str, **kwargs: Any) -> None:
+        from flower_fileintel import formatting
+
+        now = datetime.now(timezone.utc)
+
+        def when(value: datetime | str | None) -> dict[str, str]:
+            """A time for a ``<time>`` element: ISO value, absolute title, relative text."""
+            moment: datetime | None
+            if isinstance(value, str):
+                try:
+                    moment = datetime.fromisoformat(value)
+                except ValueError:
+                    return {"iso": "", "title": value, "text": value}
+            else:
+                moment = value
+            return {
+                "iso": moment.isoformat() if moment else "",
+                "title": formatting.absolute_text(moment),
+                "text": formatting.relative_text(moment, now),
+            }
+
         self.render(
             template_name,
             fi_static=lambda name: self.url_prefix_path(f"/fileintel/static/{name}")
             + f"?v={static_version(name)}",
             fi_url=self.url_prefix_path,
-            fmt_time=fmt_time,
+            fmt_time=formatting.absolute_text,
+            when=when,
+            fmt=formatting,
             **kwargs,
         )
 

@@ -12,7 +12,11 @@ from celery_ext.errors import BackendUnavailable
 from celery_ext.status import Outcome, TaskStatus
 from celery_ext.verdict import sentence
 from flower_fileintel import metrics
+from flower_fileintel.finished import FINISHED_PHASES
+from flower_fileintel.formatting import duration_text
 from flower_fileintel.handlers.base import ApiError, JsonHandler, PageHandler
+from flower_fileintel.state import BOARD_FINISHED_LIMIT
+from flower_fileintel.story import events_task, story_of
 
 #: Results larger than this are not pretty-printed into the detail page (download them).
 PAGE_RESULT_MAX_BYTES = 1024 * 1024
@@ -93,6 +97,7 @@ class TaskPageHandler(PageHandler):
             download_url=self.download_url(task_id, page=True),
             raw_url=self.download_url(task_id, page=True, raw=True),
             flower_task_url=self.url_prefix_path(f"/task/{task_id}"),
+            story=story_of(events_task(self.application, task_id)),
             active_tab="fileintel",
         )
 
@@ -107,6 +112,9 @@ class BoardPageHandler(PageHandler):
         self.render_page(
             "fileintel_board.html",
             expiry_warning=self.plugin.settings.expiry_warning,
+            expiry_warning_text=duration_text(self.plugin.settings.expiry_warning),
+            finished_phases=[p.value for p in FINISHED_PHASES],
+            finished_page_size=BOARD_FINISHED_LIMIT,
             active_tab="fileintel",
         )
 
@@ -135,3 +143,39 @@ class BoardPollHandler(JsonHandler):
             metrics.REDIS_ERRORS.labels("board").inc()
             raise ApiError(503, "backend_unavailable", f"cannot read the board: {exc}") from exc
         self.write_json(200, snapshot)
+
+
+class FinishedPollHandler(JsonHandler):
+    """``/fileintel/finished.json?phase=&name=&q=&page=``: "recently finished" filtered by
+    phase, task name and id prefix, paged over the whole finished index."""
+
+    route = "page_finished_json"
+
+    @web.authenticated
+    async def get(self) -> None:
+        from celery_ext.status import Phase
+        from flower_fileintel.finished import MAX_PAGE, FinishedQuery
+
+        phase_text = (self.get_query_argument("phase", "") or "").strip()
+        phases = {p.value: p for p in FINISHED_PHASES}
+        if phase_text and phase_text not in phases:
+            raise ApiError(400, "invalid_argument",
+                           f"?phase= must be one of {', '.join(phases)}, not {phase_text[:40]!r}")
+        name = (self.get_query_argument("name", "") or "").strip()[:200] or None
+        prefix = (self.get_query_argument("q", "") or "").strip() or None
+        if prefix is not None:
+            prefix = self.valid_id(prefix)
+        page = self.query_float("page", 1, MAX_PAGE)
+        query = FinishedQuery(
+            phase=Phase(phases[phase_text]) if phase_text else None,
+            name=name,
+            id_prefix=prefix,
+            page=int(page) if page is not None else 1,
+            page_size=BOARD_FINISHED_LIMIT,
+        )
+        try:
+            body = await self.plugin.finished_page(query)
+        except BackendUnavailable as exc:
+            metrics.REDIS_ERRORS.labels("board").inc()
+            raise ApiError(503, "backend_unavailable", f"cannot read the finished tasks: {exc}") from exc
+        self.write_json(200, body)

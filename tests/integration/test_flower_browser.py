@@ -171,3 +171,226 @@ def test_the_board_keeps_updating_across_a_flower_restart(app, worker, browser):
     finally:
         kill_process_tree(flower, term_timeout=10)
         context.close()
+
+
+# --------------------------------------------------------------------------------------------
+# the on-call board: phone width, dark mode, readable formats, the task's story
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+
+#: Every table cell is inside the viewport, or inside a box that scrolls sideways.
+CELLS_REACHABLE = """() => {
+  const width = window.innerWidth;
+  const bad = [];
+  for (const td of document.querySelectorAll('.fi-table td')) {
+    const r = td.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) { bad.push('hidden: ' + td.textContent); continue; }
+    if (r.left >= -0.5 && r.right <= width + 0.5) { continue; }
+    const box = td.closest('.fi-scroll');
+    const scrolls = box && ['auto', 'scroll'].includes(getComputedStyle(box).overflowX);
+    if (!scrolls) { bad.push('cut off: ' + td.textContent); }
+  }
+  return bad;
+}"""
+
+#: Lines an element's text takes (its height over its line height).
+LINES = """el => {
+  const style = getComputedStyle(el);
+  const line = parseFloat(style.lineHeight) || parseFloat(style.fontSize) * 1.2;
+  return Math.round(el.getBoundingClientRect().height / line);
+}"""
+
+#: WCAG contrast ratio of each badge's text colour against its background colour.
+BADGE_CONTRAST = """() => {
+  function lum(css) {
+    const [r, g, b] = css.match(/[\\d.]+/g).slice(0, 3).map(Number).map(v => {
+      v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  }
+  return Array.from(document.querySelectorAll('.fi-badge')).map(el => {
+    const s = getComputedStyle(el);
+    const a = lum(s.color), b = lum(s.backgroundColor);
+    return [el.textContent, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05), s.backgroundColor];
+  });
+}"""
+
+
+@pytest.fixture
+def board_tasks(app, worker):
+    """A running task, and a succeeded, a failed and a revoked one on the board."""
+    import uuid
+
+    from celery_ext.records import recent_task_ids
+    from tests.status_checks import revoke_confirmed
+
+    ok = app.tasks["tests.proj.add"].delay(2, 3)
+    ok.get(timeout=10)
+    failed = app.tasks["tests.proj.fail"].delay("disk full")
+    with pytest.raises(ValueError):
+        failed.get(timeout=10)
+    revoked_id = str(uuid.uuid4())
+    revoke_confirmed(app, revoked_id)
+    app.tasks["tests.proj.add"].apply_async((1, 2), task_id=revoked_id)
+    release = f"release-{uuid.uuid4()}"
+    running = app.tasks["tests.proj.progress_until"].delay(release)
+    wait_for(lambda: describe(app, running.id).progress is not None)
+    wait_for(lambda: {ok.id, failed.id, revoked_id} <= set(recent_task_ids(app, "finished", 20)))
+    yield {"ok": ok.id, "failed": failed.id, "revoked": revoked_id, "running": running.id}
+    app.backend.client.set(release, 1)
+    assert running.get(timeout=30) == "released"
+
+
+def open_board(page, flower, task_ids):
+    open_page(page, flower.url("/fileintel"))
+    for task_id in task_ids:
+        page.locator(f'.fi-table tr[data-task-id="{task_id}"]').first.wait_for(timeout=10000)
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280px", "390px"])
+def test_board_fits_the_width_and_every_cell_can_be_seen(browser, flower, board_tasks, viewport):
+    context = browser.new_context(http_credentials=AUTH, viewport=viewport)
+    page = context.new_page()
+    try:
+        open_board(page, flower, board_tasks.values())
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        assert page.evaluate(CELLS_REACHABLE) == []
+        for code in page.locator(".fi-id code").all():
+            assert code.evaluate(LINES) <= 1  # the short id stays on one line...
+            assert len(code.get_attribute("title")) == 36  # ...with the whole id on hover
+        open_page(page, flower.url(f"/fileintel/task/{board_tasks['failed']}"))
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        assert page.locator("#fi-task-id").evaluate(LINES) <= 3
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_badges_are_readable_in_both_themes(browser, flower, board_tasks, scheme):
+    context = browser.new_context(http_credentials=AUTH, color_scheme=scheme)
+    page = context.new_page()
+    try:
+        open_board(page, flower, board_tasks.values())
+        assert page.evaluate("document.documentElement.getAttribute('data-bs-theme')") == scheme
+        contrasts = page.evaluate(BADGE_CONTRAST)
+        assert {text for text, _, _ in contrasts} >= {"succeeded", "failed", "revoked", "running"}
+        for text, ratio, background in contrasts:
+            assert ratio >= 4.5, f"{text} badge: contrast {ratio:.2f} on {background} ({scheme})"
+    finally:
+        context.close()
+
+
+def test_board_rows_read_well_and_ids_copy(browser, flower, board_tasks):
+    context = browser.new_context(http_credentials=AUTH)
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    try:
+        open_board(page, flower, board_tasks.values())
+        import re
+
+        ok_row = page.locator(f'#fi-finished tr[data-task-id="{board_tasks["ok"]}"]')
+        assert re.fullmatch(r"[\d.]+ (ms|s)", ok_row.locator('td[data-label="Runtime"]').text_content())
+        revoked = page.locator(f'#fi-finished tr[data-task-id="{board_tasks["revoked"]}"]')
+        # revoked before it started: no runtime to show (one that ran shows start to end:
+        # test_board_format.py)
+        assert revoked.locator('td[data-label="Runtime"]').text_content() == "\u2014"
+        completed = revoked.locator("time.fi-when")
+        assert completed.get_attribute("title").endswith(" UTC")  # absolute on hover
+        text = completed.text_content()
+        assert text == "just now" or text.endswith(" ago")
+        assert "T" not in text and "." not in text  # no raw ISO timestamps
+        percent = page.locator(f'#fi-running tr[data-task-id="{board_tasks["running"]}"] .fi-percent')
+        assert percent.text_content() == "50 %"
+        assert "tabular-nums" in percent.evaluate("el => getComputedStyle(el).fontVariantNumeric")
+        button = page.locator(f'#fi-finished tr[data-task-id="{board_tasks["ok"]}"] .fi-copy')
+        button.click()
+        page.wait_for_function("el => el.getAttribute('data-copied') === '1'", arg=button.element_handle())
+        assert page.evaluate("navigator.clipboard.readText()") == board_tasks["ok"]
+    finally:
+        context.close()
+
+
+def test_the_pages_formats_match_the_pythons(page, flower):
+    """fileintel.js mirrors flower_fileintel.formatting: the same examples, the same text."""
+    from datetime import datetime, timedelta, timezone
+
+    from flower_fileintel.formatting import absolute_text, duration_text, percent_text, relative_text, size_text
+
+    open_page(page, flower.url("/fileintel"))
+    now = datetime(2026, 12, 3, 10, 0, tzinfo=timezone.utc)
+    now_ms = now.timestamp() * 1000
+    for seconds in (0.004, 0.25, 2, 9.5, 45, 75, 150, 3600, 7260, 90000, 200000):
+        assert page.evaluate("s => fileintelFormat.duration(s)", seconds) == duration_text(seconds)
+    for nbytes in (0, 512, 4300, 4_404_019, 5 * 1024**3):
+        assert page.evaluate("n => fileintelFormat.bytes(n)", nbytes) == size_text(nbytes)
+    for value in (0, 15, 18.3333, 99.9, 100):
+        assert page.evaluate("v => fileintelFormat.percent(v)", value) == percent_text(value)
+    for delta in (-180, 27 * 60, 0.3, -7260):
+        moment = now + timedelta(seconds=delta)
+        assert page.evaluate("([iso, now]) => fileintelFormat.relative(iso, now)", [moment.isoformat(), now_ms]) == relative_text(moment, now)
+    assert page.evaluate("iso => fileintelFormat.absolute(iso)", now.isoformat()) == absolute_text(now)
+
+
+def test_board_shows_loading_before_its_first_data(browser, flower):
+    context = browser.new_context(http_credentials=AUTH)
+    page = context.new_page()
+    try:
+        # Hold the board's data back: the page must not claim that nothing exists meanwhile.
+        page.route("**/fileintel/events", lambda route: route.abort())
+        page.route("**/fileintel/board.json", lambda route: None)  # never answered
+        page.goto(flower.url("/fileintel"))
+        page.wait_for_function("() => document.documentElement.getAttribute('data-fileintel-ready') === '1'")
+        assert page.locator("#fi-finished-empty").text_content() == "Loading…"
+        assert "No finished tasks" not in page.locator("#fi-board").text_content()
+    finally:
+        context.close()
+
+
+def test_task_page_shows_its_arguments_and_flowers_page_links_to_it(app, worker, flower, page):
+    from tests.harness import feed_events
+
+    result = app.tasks["tests.proj.echo"].delay({"file": "report.pdf"})
+    result.get(timeout=10)
+    feed_events(flower, result.id, "tests.proj.echo", args="({'file': 'report.pdf'},)", kwargs=PAYLOAD,
+                routing_key="files")
+    open_page(page, flower.url(f"/fileintel/task/{result.id}"))
+    assert page.locator("#fi-args").text_content() == "({'file': 'report.pdf'},)"
+    assert page.locator("#fi-kwargs").text_content() == PAYLOAD  # text, not markup
+    assert page.locator("#fi-routing-key").text_content().startswith("files")
+    page.goto(flower.url(f"/task/{result.id}"))
+    link = page.locator("#task-page .detail-actions #fileintel-task-link")  # moved beside Flower's buttons
+    link.click()
+    page.wait_for_url(flower.url(f"/fileintel/task/{result.id}"))
+    assert page.dialogs == []
+
+
+def test_finished_filters_and_paging_reach_past_the_first_page(app, worker, flower, page):
+    from celery_ext.records import recent_task_ids
+
+    failed = app.tasks["tests.proj.fail"].delay("found by the filter")
+    with pytest.raises(ValueError):
+        failed.get(timeout=10)
+    for r in [app.tasks["tests.proj.add"].delay(i, 1) for i in range(26)]:
+        r.get(timeout=20)
+    wait_for(lambda: len(recent_task_ids(app, "finished", 100)) == 27)
+    open_page(page, flower.url("/fileintel"))
+    row = f'#fi-finished tr[data-task-id="{failed.id}"]'
+    page.locator("#fi-finished tbody tr").first.wait_for()
+    assert page.locator(row).count() == 0  # 26 newer successes pushed it off page 1
+
+    page.select_option("#fi-finished-filters select[name=phase]", "failed")
+    page.locator(row).wait_for(timeout=10000)
+    assert page.locator("#fi-finished tbody tr").count() == 1
+    assert "phase=failed" in page.url  # a link to this view can be shared
+
+    page.select_option("#fi-finished-filters select[name=phase]", "")
+    page.fill("#fi-finished-filters input[name=q]", failed.id[:8])
+    page.wait_for_function("id => { const rows = document.querySelectorAll('#fi-finished tbody tr');"
+                           " return rows.length === 1 && rows[0].getAttribute('data-task-id') === id; }", arg=failed.id)
+
+    page.fill("#fi-finished-filters input[name=q]", "")
+    page.wait_for_function("() => document.querySelectorAll('#fi-finished tbody tr').length === 25")
+    page.click("#fi-finished-next")
+    page.locator(row).wait_for(timeout=10000)
+    assert page.locator("#fi-finished-next").is_disabled()

@@ -16,7 +16,7 @@ import pytest
 
 from celery_ext import describe
 from flower_fileintel.testing import FlowerServer, http_get, sse_events
-from tests.harness import wait_for
+from tests.harness import feed_events, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -364,7 +364,7 @@ def test_task_page_of_a_failed_task_has_a_collapsible_traceback(app, worker, flo
         result.get(timeout=10)
     html = get(flower, f"/fileintel/task/{result.id}").text
     assert "ValueError" in html and "bad input" in html
-    assert "<details><summary>Traceback</summary>" in html
+    assert "<details open><summary>Traceback</summary>" in html  # open: the error comes first
 
 
 def test_task_page_explains_a_result_gone_before_its_expiry(app, worker, flower, redis_client):
@@ -625,3 +625,160 @@ def test_board_lists_results_expiring_soon(app, worker, flower, redis_client):
     expiring = [t["task_id"] for t in board["expiring"]]
     assert expiring == [soon.id]
     assert 0 < board["expiring"][0]["expires_in_s"] <= 120
+
+
+# --------------------------------------------------------------------------------------------
+# the on-call board: readable pages, the task's whole story, styled error pages
+
+
+def test_task_page_tells_the_tasks_story_from_flowers_events(app, worker, flower):
+    parent = "parent-" + "1" * 12
+    result = app.tasks["tests.proj.add"].delay(2, 3)
+    result.get(timeout=10)
+    feed_events(flower, result.id, "tests.proj.add", args="(2, 3)", kwargs="{'note': '<b>x</b>'}",
+                routing_key="files.high", parent_id=parent, root_id=parent)
+    html = get(flower, f"/fileintel/task/{result.id}").text
+    assert '<code id="fi-args">(2, 3)</code>' in html
+    assert "{&#x27;note&#x27;: &#x27;&lt;b&gt;x&lt;/b&gt;&#x27;}" in html  # shown as text
+    assert 'id="fi-routing-key">files.high' in html
+    assert f'href="/fileintel/task/{parent}"' in html  # parent and root lead to our pages
+    assert "Seen on worker" in html and 'href="/worker/celery%40events-host"' in html
+    assert 'id="fi-story-missing"' not in html
+
+
+def test_task_page_says_when_flowers_events_know_nothing(app, worker, flower):
+    result = app.tasks["tests.proj.add"].delay(1, 1)
+    result.get(timeout=10)
+    wait_for(lambda: describe(app, result.id).runtime_s is not None)
+    html = get(flower, f"/fileintel/task/{result.id}").text
+    assert 'id="fi-story-missing"' in html and "Flower's events hold nothing" in html
+    # the worker is linked to Flower's worker page
+    worker_name = describe(app, result.id).worker
+    from urllib.parse import quote
+
+    assert f'href="/worker/{quote(worker_name, safe="")}"' in html
+
+
+def test_task_page_times_are_relative_with_the_absolute_time_on_hover(app, worker, flower):
+    result = app.tasks["tests.proj.add"].delay(1, 2)
+    result.get(timeout=10)
+    wait_for(lambda: describe(app, result.id).runtime_s is not None)
+    html = get(flower, f"/fileintel/task/{result.id}").text
+    completed = re.search(r'<time id="fi-completed-at" class="fi-when" datetime="([^"]+)" title="([^"]+)">([^<]+)</time>', html)
+    assert completed, html
+    assert completed.group(2).endswith(" UTC") and "." not in completed.group(2)  # no microseconds
+    assert completed.group(3) == "just now" or completed.group(3).endswith(" ago")
+    assert re.search(r'id="fi-bytes">\d+ bytes', html)  # the one size format
+
+
+def test_flowers_own_task_page_links_to_the_plugins_page(app, worker, flower):
+    result = app.tasks["tests.proj.add"].delay(3, 3)
+    result.get(timeout=10)
+    feed_events(flower, result.id, "tests.proj.add")
+    html = get(flower, f"/task/{result.id}").text
+    assert 'id="task-page"' in html  # Flower's own page...
+    assert f'id="fileintel-task-link" href="/fileintel/task/{result.id}"' in html  # ...with our link
+
+
+def test_flowers_own_task_page_links_under_a_url_prefix(app, worker):
+    result = app.tasks["tests.proj.add"].delay(3, 4)
+    result.get(timeout=10)
+    with FlowerServer(app, basic_auth=[f"{AUTH[0]}:{AUTH[1]}"], url_prefix="flower") as server:
+        feed_events(server, result.id, "tests.proj.add")
+        html = get(server, f"/task/{result.id}").text
+    assert f'href="/flower/fileintel/task/{result.id}"' in html
+
+
+def test_malformed_id_page_is_styled_with_a_way_back(app, flower):
+    resp = get(flower, "/fileintel/task/a*b")
+    assert resp.status == 400
+    html = resp.text
+    assert 'id="fi-error-page" class="detail-page page-section fi-page" data-code="invalid_task_id"' in html
+    assert '<h1 class="fi-title" id="fi-error-title">Not a task id</h1>' in html
+    assert 'id="fi-back-to-board" href="/fileintel"' in html
+    assert "fileintel.css" in html and 'class="nav-link active" href="/fileintel"' in html
+
+
+def test_ambiguous_short_id_page_links_every_candidate(app, flower, redis_client):
+    import uuid
+
+    from celery_ext.records import store_for
+
+    prefix = uuid.uuid4().hex[:8]
+    ids = [f"{prefix}-aaaa-4aaa-8aaa-{i:012d}" for i in range(2)]
+    redis_client.zadd(store_for(app).finished_key, {task_id: 1 for task_id in ids})
+    resp = get(flower, f"/fileintel/task/{prefix}")
+    assert resp.status == 400
+    for task_id in ids:
+        assert f'href="/fileintel/task/{task_id}"' in resp.text
+
+
+def test_unknown_task_page_puts_its_explanation_first(app, flower):
+    html = get(flower, "/fileintel/task/never-sent-5").text
+    explanation = html.index("No task with this id is known")
+    assert "What to do" in html and 'id="fi-unknown-advice"' in html
+    assert "Task details" not in html and 'id="fi-result-card"' not in html  # no rows of dashes
+    assert explanation < html.index('id="fi-progress-card"')
+
+
+def test_board_page_shows_loading_until_data_arrives(app, flower):
+    html = get(flower, "/fileintel").text
+    empty = re.search(r'<p class="([^"]*)" id="fi-finished-empty" data-empty="([^"]+)"[^>]*>([^<]*)</p>', html)
+    assert empty and "fi-loading" in empty.group(1)
+    assert empty.group(3) == "Loading…" and empty.group(2) == "No finished tasks recorded yet."
+
+
+def test_board_snapshot_has_elapsed_time_stall_flag_and_revoked_runtime(app, worker, flower, redis_client):
+    from celery_ext.records import recent_task_ids
+    from flower_fileintel.formatting import STALLED_AFTER_S
+
+    running = app.tasks["tests.proj.progress_steps"].delay(1, 0.01, hold=5)
+    wait_for(lambda: describe(app, running.id).progress is not None)
+    board = get(flower, "/fileintel/board.json").json()
+    assert board["stalled_after_s"] == STALLED_AFTER_S
+    entry = next(t for t in board["running"] if t["task_id"] == running.id)
+    assert entry["elapsed_s"] is not None and entry["elapsed_s"] >= 0
+    assert entry["stalled_for_s"] is None  # it reported progress a moment ago
+    running.get(timeout=15)
+    wait_for(lambda: running.id in recent_task_ids(app, "finished", 10))
+    finished = get(flower, "/fileintel/board.json").json()["finished"]
+    assert next(t for t in finished if t["task_id"] == running.id)["shown_runtime_s"] > 0
+
+
+def test_finished_can_be_filtered_searched_and_paged_over_the_whole_index(app, worker, flower):
+    from celery_ext.records import recent_task_ids
+
+    failed = app.tasks["tests.proj.fail"].delay("pinned failure")
+    with pytest.raises(ValueError):
+        failed.get(timeout=10)
+    results = [app.tasks["tests.proj.add"].delay(i, i) for i in range(30)]  # push it off page 1
+    for r in results:
+        r.get(timeout=20)
+    wait_for(lambda: len(recent_task_ids(app, "finished", 100)) == 31)
+    board = get(flower, "/fileintel/board.json").json()
+    assert failed.id not in [t["task_id"] for t in board["finished"]]  # 25 newest only
+
+    only_failed = get(flower, "/fileintel/finished.json?phase=failed").json()
+    assert [t["task_id"] for t in only_failed["tasks"]] == [failed.id]
+    assert only_failed["tasks"][0]["error"]["message"] == "pinned failure"
+    assert only_failed["has_next"] is False and only_failed["index_size"] == 31
+
+    by_name = get(flower, "/fileintel/finished.json?name=PROJ.FAIL").json()
+    assert [t["task_id"] for t in by_name["tasks"]] == [failed.id]
+    by_prefix = get(flower, f"/fileintel/finished.json?q={results[0].id[:8]}").json()
+    assert results[0].id in [t["task_id"] for t in by_prefix["tasks"]]
+
+    page1 = get(flower, "/fileintel/finished.json?page=1").json()
+    page2 = get(flower, "/fileintel/finished.json?page=2").json()
+    assert page1["has_next"] and not page2["has_next"]
+    assert len(page1["tasks"]) == 25 and len(page2["tasks"]) == 6
+    assert failed.id == page2["tasks"][-1]["task_id"]  # the oldest, on the last page
+    seen = [t["task_id"] for t in page1["tasks"] + page2["tasks"]]
+    assert len(set(seen)) == 31
+
+
+@pytest.mark.parametrize("query", ["phase=running", "phase=<b>", "page=0", "page=x", "q=a*b"])
+def test_bad_finished_filters_are_400(app, flower, query):
+    resp = get(flower, f"/fileintel/finished.json?{query}")
+    assert resp.status == 400
+    assert resp.json()["code"] in ("invalid_argument", "invalid_task_id")
