@@ -21,9 +21,10 @@ from celery.app import app_or_default
 
 from celery_ext.liveness import current_incarnation
 from celery_ext.measure import take_stored, wrap_redis_backend
+from celery_ext.record_writes import RecordWrite
 from celery_ext.records import store_for
 from celery_ext.settings import DEFAULTS, get_settings
-from celery_ext.writer import RecordWrite, flush_all, writer_for
+from celery_ext.writer import flush_all, writer_for
 
 __all__ = ["install", "FileIntelStep", "is_installed", "keep_last_progress", "bounded_traceback"]
 

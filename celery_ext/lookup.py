@@ -34,12 +34,13 @@ from celery_ext.decoding import (
     stores_pickle,
 )
 from celery_ext.ids import validate_task_id
+from celery_ext.record_writes import RecordWrite
 from celery_ext.records import RecordStore, backend_errors, store_for, unavailable
 from celery_ext.results import make_json_safe
 from celery_ext.settings import result_expires_seconds
 from celery_ext.status import TaskStatus
 from celery_ext.task_record import Rank, TaskRecord, apply_write, record_fields
-from celery_ext.writer import RecordWrite, pending_write
+from celery_ext.writer import pending_write
 
 __all__ = ["describe", "describe_many", "METADATA_ONLY_BYTES"]
 

@@ -25,7 +25,11 @@ from celery import Celery
 
 from celery_ext.errors import BackendUnavailable
 from celery_ext.ids import validate_task_id
-from celery_ext.settings import effective_record_ttl, get_settings, result_expires_seconds
+from celery_ext.settings import (
+    effective_record_ttl,
+    get_settings,
+    result_expires_seconds,
+)
 from celery_ext.task_record import text_of
 
 if TYPE_CHECKING:

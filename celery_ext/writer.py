@@ -17,26 +17,29 @@ process.
 from __future__ import annotations
 
 import atexit
-import heapq
 import json
-import math
 import logging
+import math
 import os
 import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
 from redis.exceptions import NoScriptError
 
-from celery_ext.records import FAILED_INDEX_SIZE, FINISHED_INDEX_SIZE, RecordStore, store_for
-from celery_ext.task_record import FAILED_STATES, SENT, WRITE_SCRIPT, Rank, apply_write, moves_up
+from celery_ext.record_writes import RecordWrite, WaitingWrites, coalesce
+from celery_ext.records import (
+    FAILED_INDEX_SIZE,
+    FINISHED_INDEX_SIZE,
+    RecordStore,
+    store_for,
+)
+from celery_ext.task_record import FAILED_STATES, SENT, WRITE_SCRIPT, Rank
 
-__all__ = ["RecordWrite", "RecordWriter", "WaitingWrites", "writer_for", "pending_write", "flush_all"]
+__all__ = ["RecordWriter", "writer_for", "pending_write", "flush_all"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,26 +63,6 @@ TRIM_INTERVAL = 1.0
 #: How many ids of tasks this writer finished it remembers: a second terminal write for one
 #: of them (a duplicate signal) goes through the write script, which keeps the first.
 REMEMBERED_TERMINAL = 10_000
-
-
-@dataclass(frozen=True)
-class RecordWrite:
-    task_id: str
-    state: str | None  # None: only fill in fields, no transition
-    fields: dict[str, str]
-    measure_result: bool = False  # read the stored result's size and TTL (terminal writes)
-    at: float = 0.0  # epoch seconds of the event
-    #: Fields that overwrite (not only fill) while the record is not terminal: the last progress.
-    live: dict[str, str] | None = None
-    #: A terminal write from the process that ran the task, with the stored result measured:
-    #: it may skip the write script (see ``RecordWriter._direct_commands``).
-    direct: bool = False
-    #: Not before this ``time.monotonic()``: a write a later one will likely supersede waits
-    #: for it and is folded into it ("started" of a short task, "received" of a task a pool
-    #: process takes at once).
-    not_before: float = 0.0
-    #: Asked when a waiting write falls due: False drops it (its news is stale by then).
-    still_needed: Callable[[], bool] | None = None
 
 
 class RecordWriter:
@@ -337,75 +320,6 @@ class RecordWriter:
         if now - self._last_error_log >= ERROR_LOG_INTERVAL:
             self._last_error_log = now
             logger.warning("fileintel: " + message, *args)
-
-
-class WaitingWrites:
-    """Writes waiting for their ``not_before``, one per task, each folded with whatever comes
-    for its task meanwhile: a task that ends within its "started" write's wait is written once.
-    A write whose ``still_needed`` says no when it falls due is dropped. A heap orders them by
-    due time, so a worker with thousands waiting pays log(n) per write, not n."""
-
-    def __init__(self) -> None:
-        self._by_task: dict[str, RecordWrite] = {}
-        self._due: list[tuple[float, str]] = []  # (not_before, task id); stale entries skipped
-
-    def __len__(self) -> int:
-        return len(self._by_task)
-
-    def next_due(self) -> float | None:
-        while self._due and self._stale(self._due[0]):
-            heapq.heappop(self._due)
-        return self._due[0][0] if self._due else None
-
-    def _stale(self, entry: tuple[float, str]) -> bool:
-        write = self._by_task.get(entry[1])
-        return write is None or write.not_before != entry[0]
-
-    def take(self, batch: list[RecordWrite], now: float, flush: bool = False) -> list[RecordWrite]:
-        """The writes to make at ``now`` (monotonic seconds): those of ``batch`` that need not
-        wait, folded with their task's waiting write, and the waiting ones that fell due.
-        ``flush`` makes every waiting write due."""
-        ready: list[RecordWrite] = []
-        for write in batch:
-            waiting = self._by_task.pop(write.task_id, None)
-            if waiting is not None:
-                write = coalesce([waiting, write])[0]
-            if write.not_before > now and not flush:
-                self._by_task[write.task_id] = write
-                heapq.heappush(self._due, (write.not_before, write.task_id))
-            else:
-                ready.append(write)
-        while self._due and (flush or self._due[0][0] <= now):
-            entry = heapq.heappop(self._due)
-            if self._stale(entry):
-                continue
-            write = self._by_task.pop(entry[1])
-            if write.still_needed is None or write.still_needed():
-                ready.append(write)
-        return ready
-
-
-def coalesce(batch: list[RecordWrite]) -> list[RecordWrite]:
-    """Fold the writes for the same task into one, with the record script's own rules
-    (``task_record.apply_write``)."""
-    folded: dict[str, RecordWrite] = {}
-    for write in batch:
-        current = folded.get(write.task_id)
-        if current is None:
-            folded[write.task_id] = write
-            continue
-        before = {**current.fields, "state": current.state} if current.state else dict(current.fields)
-        fields = apply_write(before, write.state, write.fields)  # live fields: merged below
-        state = fields.pop("state", None)
-        live = {**(current.live or {}), **(write.live or {})} or None
-        measure = current.measure_result or write.measure_result
-        # Direct and timing come with the write that set the state (a duplicate does not).
-        latest = write if moves_up(current.state, write.state) else current
-        folded[write.task_id] = RecordWrite(
-            write.task_id, state, fields, measure, max(current.at, write.at), live,
-            latest.direct, latest.not_before, latest.still_needed,
-        )
-    return list(folded.values())
 
 
 _writers: dict[int, RecordWriter] = {}

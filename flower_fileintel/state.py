@@ -15,7 +15,12 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from flower_fileintel import metrics
-from flower_fileintel.formatting import STALLED_AFTER_S, elapsed_s, runtime_of, stalled_for_s
+from flower_fileintel.formatting import (
+    STALLED_AFTER_S,
+    elapsed_s,
+    runtime_of,
+    stalled_for_s,
+)
 
 __all__ = ["STATIC_DIR", "PluginState", "get_state"]
 

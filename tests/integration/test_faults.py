@@ -139,7 +139,8 @@ def test_a_bad_setting_is_refused_at_install_naming_it():
 def test_a_paused_records_redis_never_holds_up_sends_or_the_writer(redis_server):
     """Records on a Redis of their own that stops answering: sends go through after at most
     one write timeout, and the background writer gives up on its batch instead of hanging."""
-    from celery_ext.writer import RecordWrite, writer_for
+    from celery_ext.record_writes import RecordWrite
+    from celery_ext.writer import writer_for
     from tests import proj
 
     records = RedisServer()

@@ -315,7 +315,13 @@ def test_the_pages_formats_match_the_pythons(page, flower):
     """fileintel.js mirrors flower_fileintel.formatting: the same examples, the same text."""
     from datetime import datetime, timedelta, timezone
 
-    from flower_fileintel.formatting import absolute_text, duration_text, percent_text, relative_text, size_text
+    from flower_fileintel.formatting import (
+        absolute_text,
+        duration_text,
+        percent_text,
+        relative_text,
+        size_text,
+    )
 
     open_page(page, flower.url("/fileintel"))
     now = datetime(2026, 12, 3, 10, 0, tzinfo=timezone.utc)

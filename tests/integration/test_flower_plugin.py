@@ -734,7 +734,10 @@ def test_board_snapshot_has_elapsed_time_stall_flag_and_revoked_runtime(app, wor
 
     running = app.tasks["tests.proj.progress_steps"].delay(1, 0.01, hold=5)
     wait_for(lambda: describe(app, running.id).progress is not None)
-    board = get(flower, "/fileintel/board.json").json()
+    board = wait_for(
+        lambda: (b := get(flower, "/fileintel/board.json").json())["running"] and b,
+        what="the running task on the board",
+    )
     assert board["stalled_after_s"] == STALLED_AFTER_S
     entry = next(t for t in board["running"] if t["task_id"] == running.id)
     assert entry["elapsed_s"] is not None and entry["elapsed_s"] >= 0

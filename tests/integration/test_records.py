@@ -11,9 +11,10 @@ import pytest
 from celery import Celery, current_app
 
 import celery_ext
+from celery_ext.record_writes import RecordWrite
 from celery_ext.records import store_for
 from celery_ext.task_record import TaskRecord
-from celery_ext.writer import RecordWrite, writer_for
+from celery_ext.writer import writer_for
 from tests import proj
 from tests.status_checks import describe_checked, wait_for, wait_for_phase
 

@@ -11,8 +11,9 @@ import pytest
 from celery import Celery
 
 from celery_ext import measure
+from celery_ext.record_writes import RecordWrite, WaitingWrites, coalesce
 from celery_ext.records import store_for
-from celery_ext.writer import RecordWrite, RecordWriter, WaitingWrites, coalesce
+from celery_ext.writer import RecordWriter
 
 
 def _write(task_id: str, state: str | None, *, at: float = 1.0, **options: Any) -> RecordWrite:
@@ -37,13 +38,13 @@ class TestWaitingWrites:
         [write] = waiting.take([], now=10.0)
         assert write.state == "STARTED"
 
-    def test_progress_keeps_the_started_write_waiting(self):
+    def test_progress_makes_the_started_write_due(self):
         waiting = WaitingWrites()
         waiting.take([_write("a", "STARTED", not_before=10.0)], now=0.0)
         live = RecordWrite("a", None, {}, live={"progress": "{}"})
-        assert waiting.take([live], now=1.0) == []
-        [write] = waiting.take([], now=10.0)
+        [write] = waiting.take([live], now=1.0)
         assert write.state == "STARTED" and write.live == {"progress": "{}"}
+        assert len(waiting) == 0
 
     def test_a_due_write_no_longer_needed_is_dropped(self):
         needed = {"a": False, "b": True}
