@@ -24,6 +24,7 @@ from celery_ext.measure import take_stored, wrap_redis_backend
 from celery_ext.record_writes import RecordWrite
 from celery_ext.records import store_for
 from celery_ext.settings import DEFAULTS, get_settings
+from celery_ext.task_record import RecordFields
 from celery_ext.writer import flush_all, writer_for
 
 __all__ = ["install", "FileIntelStep", "is_installed", "keep_last_progress", "bounded_traceback"]
@@ -129,7 +130,7 @@ def _queue_write(
     app: Celery | None,
     task_id: str | None,
     state: str | None,
-    fields: dict[str, Any],
+    fields: RecordFields,
     *,
     measure_result: bool = False,
     live: dict[str, str] | None = None,
@@ -177,7 +178,7 @@ def _runtime(task_id: str) -> float | None:
     return round(time.perf_counter() - started, 6) if started is not None else None
 
 
-def _stored_result_fields(task_id: str, state: str, ran_here: bool) -> tuple[dict[str, Any], bool]:
+def _stored_result_fields(task_id: str, state: str, ran_here: bool) -> tuple[RecordFields, bool]:
     """The stored result's size and expiry, as measured when Celery stored it in this thread
     (``measure.py``), and whether the terminal write may go straight to Redis: only when the
     task ran in this process (so this process's writer knows what it wrote before) and the
@@ -214,7 +215,7 @@ def bounded_traceback(text: str | None, limit: int) -> str | None:
     return f"{text[:half]}\n... [{cut} characters cut] ...\n{text[-half:]}"
 
 
-def _error_fields(exc: BaseException | None) -> dict[str, Any]:
+def _error_fields(exc: BaseException | None) -> RecordFields:
     if exc is None:
         return {}
     cls = type(exc)
@@ -244,7 +245,7 @@ def _on_sent(sender: Any = None, headers: Any = None, routing_key: Any = None, *
     app = _sending_app()
     if app is None or not app.conf.get("fileintel_track_sent", True):
         return
-    fields = {"queued_at": _now(), "name": headers.get("task") or sender, "queue": routing_key}
+    fields: RecordFields = {"queued_at": _now(), "name": headers.get("task") or sender, "queue": routing_key}
     _queue_write(app, headers["id"], "SENT", fields)
 
 
@@ -264,7 +265,7 @@ def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     if request is None:
         return
     app = getattr(getattr(request, "task", None), "_app", None) or getattr(sender, "app", None)
-    fields = {
+    fields: RecordFields = {
         "received_at": _now(),
         "name": getattr(request, "name", None),
         "worker": getattr(request, "hostname", None),
@@ -282,7 +283,7 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
     with _started_lock:
         _started[task_id] = time.perf_counter()
     request = task.request
-    fields = {
+    fields: RecordFields = {
         "started_at": _now(),
         "name": task.name,
         "worker": getattr(request, "hostname", None),
@@ -305,7 +306,7 @@ def _on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     ignored = bool(task.ignore_result or getattr(request, "ignore_result", False))
     runtime = _runtime(task_id)
     stored, direct = _stored_result_fields(task_id, states.SUCCESS, ran_here=runtime is not None)
-    fields: dict[str, Any] = {
+    fields: RecordFields = {
         "completed_at": _now(),
         "runtime_s": runtime,
         "name": task.name,
@@ -334,7 +335,7 @@ def _on_failure(
     limit = int(app.conf.get("fileintel_traceback_max") or DEFAULTS["fileintel_traceback_max"]) if app else 0
     runtime = _runtime(task_id) if task_id else None
     stored, direct = _stored_result_fields(task_id, states.FAILURE, ran_here=runtime is not None) if task_id else ({}, False)
-    fields: dict[str, Any] = {
+    fields: RecordFields = {
         "completed_at": _now(),
         "runtime_s": runtime,
         "name": getattr(task, "name", None),
@@ -352,7 +353,7 @@ def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: 
     task_id = getattr(request, "id", None)
     if task_id:
         _runtime(task_id)  # forget the start time: the next run starts a new one
-    fields: dict[str, Any] = {"retries": (getattr(request, "retries", 0) or 0) + 1}
+    fields: RecordFields = {"retries": (getattr(request, "retries", 0) or 0) + 1}
     if isinstance(reason, BaseException):
         fields.update(_error_fields(reason))
     elif reason is not None:
@@ -369,7 +370,7 @@ def _on_revoked(
     task_id = getattr(request, "id", None)
     reason = "expired before it ran" if expired else ("terminated" if terminated else "revoked")
     app = _task_app(task)
-    fields = {
+    fields: RecordFields = {
         "completed_at": _now(),
         "name": getattr(task, "name", None),
         "worker": getattr(request, "hostname", None),

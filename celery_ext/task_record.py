@@ -16,11 +16,11 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypedDict
 
 from celery import states
 
-__all__ = ["SENT", "Rank", "WRITE_SCRIPT", "FAILED_STATES", "TaskRecord", "record_fields", "apply_write", "moves_up"]
+__all__ = ["SENT", "Rank", "WRITE_SCRIPT", "FAILED_STATES", "TaskRecord", "RecordFields", "record_fields", "apply_write", "moves_up"]
 
 #: Our name for "a producer sent it"; Celery has no such state.
 SENT = "SENT"
@@ -105,6 +105,33 @@ return upgrade and 1 or 0
 
 #: Terminal states the "failed" index keeps.
 FAILED_STATES = frozenset({states.FAILURE, states.REVOKED})
+
+
+class RecordFields(TypedDict, total=False):
+    """The fields a record write may carry, by their stored names: the one list receivers
+    write against (mypy checks every key) and ``TaskRecord.from_fields`` reads. Values are
+    stored as text; ``state`` and ``rank`` are the write script's own."""
+
+    queued_at: float
+    name: str | None
+    queue: str | None
+    received_at: float
+    started_at: float
+    completed_at: float
+    worker: str | None
+    retries: int | None
+    incarnation: str | None
+    runtime_s: float | None
+    ignore_result: bool | None
+    placeholders: str | None
+    result_expires_s: int | None
+    result_bytes: int
+    result_expires_ts: str  # epoch seconds, or "never"
+    error_type: str
+    error_module: str
+    error_message: str
+    error_traceback: str | None
+    progress: str  # the last report_progress() (JSON); written as a live field
 
 
 @dataclass(frozen=True)

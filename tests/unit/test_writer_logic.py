@@ -162,3 +162,18 @@ class TestMeasure:
     )
     def test_sizes_are_bytes_as_redis_counts_them(self, value, nbytes):
         assert measure._byte_length(value) == nbytes
+
+
+def test_every_field_a_receiver_may_write_is_read_back():
+    """RecordFields is what receivers write (mypy checks their keys); TaskRecord must read
+    each of them, or a written fact would be lost on the way to readers."""
+    from celery_ext.task_record import RecordFields, TaskRecord
+
+    sample = {"queued_at": "100.5", "received_at": "101", "started_at": "102", "completed_at": "103"}
+    sample |= {"result_expires_ts": "200.25", "ignore_result": "1", "progress": "{}"}
+    texts = {name: sample.get(name, "7") for name in RecordFields.__annotations__}
+    record = TaskRecord.from_fields(texts)
+    assert record is not None
+    stored_as = {"result_expires_ts": "result_expires_at"}
+    unread = [name for name in texts if getattr(record, stored_as.get(name, name)) in (None, False)]
+    assert unread == []
