@@ -33,6 +33,9 @@ LOOKUP_THREADS = 8
 DOWNLOAD_THREADS = 4
 #: Recently finished tasks on the board (running ones: celery_ext's ACTIVE_READ_LIMIT).
 BOARD_FINISHED_LIMIT = 25
+#: The last failed or revoked tasks the board pins, from their own index: successes, however
+#: many, cannot push them out of sight as they do in "recently finished".
+BOARD_FAILURES_LIMIT = 10
 
 T = TypeVar("T")
 
@@ -79,7 +82,8 @@ class PluginState:
         return await self.run(self._board_snapshot)
 
     def _board_snapshot(self) -> dict[str, Any]:
-        """Running, recently finished and expiring-soon tasks (runs in the lookup pool).
+        """Running, recently finished, pinned failures and expiring-soon tasks (runs in the
+        lookup pool).
 
         A finished task does not change, so its board entry (which never holds the result)
         is read once and cached; only its expiry is recomputed. Results above
@@ -89,8 +93,9 @@ class PluginState:
         from celery_ext.records import ACTIVE_READ_LIMIT, recent_task_ids
         active = recent_task_ids(self.capp, "active", ACTIVE_READ_LIMIT)
         finished = recent_task_ids(self.capp, "finished", BOARD_FINISHED_LIMIT)
+        failed = recent_task_ids(self.capp, "failed", BOARD_FAILURES_LIMIT)
         with self._board_lock:
-            missing = [i for i in finished if i not in self._finished_cache]
+            missing = list(dict.fromkeys(i for i in finished + failed if i not in self._finished_cache))
         ids = active + missing
         # The board shows no results: load none but small progress payloads.
         statuses = describe_many(self.capp, ids, max_result_bytes=METADATA_ONLY_BYTES) if ids else []
@@ -101,9 +106,10 @@ class PluginState:
             for status in statuses[len(active):]:
                 if status.ready:
                     self._finished_cache[status.task_id] = finished_entry(status)
-            while len(self._finished_cache) > 4 * BOARD_FINISHED_LIMIT:
+            while len(self._finished_cache) > 4 * (BOARD_FINISHED_LIMIT + BOARD_FAILURES_LIMIT):
                 self._finished_cache.popitem(last=False)
             done = [_with_current_expiry(self._finished_cache[i], now) for i in finished if i in self._finished_cache]
+            failures = [_with_current_expiry(self._finished_cache[i], now) for i in failed if i in self._finished_cache]
         warning = self.settings.expiry_warning
         expiring = sorted(
             (
@@ -116,6 +122,7 @@ class PluginState:
         return {
             "running": running,
             "finished": done,
+            "failures": failures,
             "expiring": expiring,
             "expiry_warning_s": warning,
             "stalled_after_s": STALLED_AFTER_S,

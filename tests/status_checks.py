@@ -55,3 +55,10 @@ def revoke_confirmed(app: Any, task_id: str, **options: Any) -> None:
     with app.connection_for_write() as connection:
         replies = app.control.revoke(task_id, connection=connection, reply=True, timeout=10, limit=1, **options)
     assert replies, f"no worker confirmed the revoke of {task_id}"
+
+
+def reports_progress_as_started(app: Any, task_id: str) -> bool:
+    """The task reported progress and its "started" record is written: the record write
+    (a moment after the progress) is what lists it among the board's running tasks."""
+    status = celery_ext.describe(app, task_id)
+    return status.progress is not None and status.started_at is not None

@@ -15,7 +15,7 @@ from flower_fileintel import metrics
 from flower_fileintel.finished import FINISHED_PHASES
 from flower_fileintel.formatting import duration_text
 from flower_fileintel.handlers.base import ApiError, JsonHandler, PageHandler
-from flower_fileintel.state import BOARD_FINISHED_LIMIT
+from flower_fileintel.state import BOARD_FAILURES_LIMIT, BOARD_FINISHED_LIMIT
 from flower_fileintel.story import events_task, story_of
 
 #: Results larger than this are not pretty-printed into the detail page (download them).
@@ -103,7 +103,8 @@ class TaskPageHandler(PageHandler):
 
 
 class BoardPageHandler(PageHandler):
-    """``/fileintel``: running tasks with live progress, recently finished, expiring soon."""
+    """``/fileintel``: running tasks with live progress, pinned failures, expiring soon and
+    recently finished."""
 
     route = "page_board"
 
@@ -115,6 +116,7 @@ class BoardPageHandler(PageHandler):
             expiry_warning_text=duration_text(self.plugin.settings.expiry_warning),
             finished_phases=[p.value for p in FINISHED_PHASES],
             finished_page_size=BOARD_FINISHED_LIMIT,
+            failures_limit=BOARD_FAILURES_LIMIT,
             active_tab="fileintel",
         )
 

@@ -376,6 +376,17 @@
         if (t.stalled_for_s !== null && t.stalled_for_s !== undefined) { setStalled(row); }
         return tr;
       });
+      fill("fi-failures", "fi-failures-empty", board.failures || [], function (t) {
+        var tr = document.createElement("tr");
+        tr.setAttribute("data-task-id", t.task_id);
+        cell(tr, idCell(t.task_id), "Task");
+        cell(tr, t.name, "Name");
+        cell(tr, badge(t.phase), "Phase");
+        var error = t.error ? (t.error.type || "") + (t.error.message ? ": " + t.error.message : "") : "\u2014";
+        cell(tr, error, "Error").classList.add("fi-error-text");
+        cell(tr, when(t.completed_at), "Completed");
+        return tr;
+      });
       fill("fi-expiring", "fi-expiring-empty", board.expiring, function (t) {
         var tr = document.createElement("tr");
         cell(tr, idCell(t.task_id), "Task");

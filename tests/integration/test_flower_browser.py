@@ -13,6 +13,7 @@ import pytest
 from celery_ext import describe
 from flower_fileintel.testing import FlowerServer
 from tests.harness import wait_for
+from tests.status_checks import reports_progress_as_started
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
@@ -72,7 +73,7 @@ def test_hostile_task_text_executes_nothing_and_is_shown_literally(app, worker, 
     with pytest.raises(ValueError):
         failed.get(timeout=10)
     running = app.tasks["tests.proj.raw_progress"].delay({"current": 1, "total": 4, "message": PAYLOAD}, 10)
-    wait_for(lambda: describe(app, running.id).progress is not None)
+    wait_for(lambda: reports_progress_as_started(app, running.id))
     named = app.send_task(PAYLOAD, queue=NOBODY_QUEUE)  # a task *name* carrying markup
 
     open_page(page, flower.url(f"/fileintel/task/{result.id}"))
@@ -235,7 +236,7 @@ def board_tasks(app, worker):
     app.tasks["tests.proj.add"].apply_async((1, 2), task_id=revoked_id)
     release = f"release-{uuid.uuid4()}"
     running = app.tasks["tests.proj.progress_until"].delay(release)
-    wait_for(lambda: describe(app, running.id).progress is not None)
+    wait_for(lambda: reports_progress_as_started(app, running.id))
     wait_for(lambda: {ok.id, failed.id, revoked_id} <= set(recent_task_ids(app, "finished", 20)))
     yield {"ok": ok.id, "failed": failed.id, "revoked": revoked_id, "running": running.id}
     app.backend.client.set(release, 1)
@@ -307,6 +308,9 @@ def test_board_rows_read_well_and_ids_copy(browser, flower, board_tasks):
         button.click()
         page.wait_for_function("el => el.getAttribute('data-copied') === '1'", arg=button.element_handle())
         assert page.evaluate("navigator.clipboard.readText()") == board_tasks["ok"]
+        pinned = page.locator(f'#fi-failures tr[data-task-id="{board_tasks["failed"]}"]')
+        assert pinned.locator('td[data-label="Phase"]').text_content() == "failed"
+        assert pinned.locator('td[data-label="Error"]').text_content().startswith("ValueError")
     finally:
         context.close()
 

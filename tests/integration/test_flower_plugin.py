@@ -17,6 +17,7 @@ import pytest
 from celery_ext import describe
 from flower_fileintel.testing import FlowerServer, http_get, sse_events
 from tests.harness import feed_events, wait_for
+from tests.status_checks import reports_progress_as_started
 
 pytestmark = pytest.mark.integration
 
@@ -413,7 +414,7 @@ def test_board_page_and_snapshot(app, worker, flower):
     done.get(timeout=10)
     wait_for(lambda: done.id in recent_task_ids(app, "finished", 10))
     running = app.tasks["tests.proj.progress_steps"].delay(1, 0.01, hold=3)
-    wait_for(lambda: describe(app, running.id).progress is not None)
+    wait_for(lambda: reports_progress_as_started(app, running.id))
     page = get(flower, "/fileintel")
     assert page.status == 200 and 'id="fi-board"' in page.text
     board = get(flower, "/fileintel/board.json").json()
@@ -733,11 +734,8 @@ def test_board_snapshot_has_elapsed_time_stall_flag_and_revoked_runtime(app, wor
     from flower_fileintel.formatting import STALLED_AFTER_S
 
     running = app.tasks["tests.proj.progress_steps"].delay(1, 0.01, hold=5)
-    wait_for(lambda: describe(app, running.id).progress is not None)
-    board = wait_for(
-        lambda: (b := get(flower, "/fileintel/board.json").json())["running"] and b,
-        what="the running task on the board",
-    )
+    wait_for(lambda: reports_progress_as_started(app, running.id))
+    board = get(flower, "/fileintel/board.json").json()
     assert board["stalled_after_s"] == STALLED_AFTER_S
     entry = next(t for t in board["running"] if t["task_id"] == running.id)
     assert entry["elapsed_s"] is not None and entry["elapsed_s"] >= 0
@@ -746,6 +744,27 @@ def test_board_snapshot_has_elapsed_time_stall_flag_and_revoked_runtime(app, wor
     wait_for(lambda: running.id in recent_task_ids(app, "finished", 10))
     finished = get(flower, "/fileintel/board.json").json()["finished"]
     assert next(t for t in finished if t["task_id"] == running.id)["shown_runtime_s"] > 0
+
+
+def test_failures_stay_pinned_on_the_board_after_61_newer_successes(app, worker, flower):
+    from celery_ext.records import recent_task_ids
+
+    failed = [app.tasks["tests.proj.fail"].delay(f"pinned {i}") for i in range(2)]
+    for result in failed:
+        with pytest.raises(ValueError):
+            result.get(timeout=10)
+    successes = [app.tasks["tests.proj.add"].delay(i, i) for i in range(61)]
+    for result in successes:
+        result.get(timeout=30)
+    wait_for(lambda: successes[-1].id in recent_task_ids(app, "finished", 100), what="the last success indexed")
+    board = get(flower, "/fileintel/board.json").json()
+    assert not {r.id for r in failed} & {t["task_id"] for t in board["finished"]}  # pushed out there
+    pinned = {t["task_id"]: t for t in board["failures"]}
+    assert set(pinned) >= {r.id for r in failed}
+    assert {pinned[r.id]["error"]["message"] for r in failed} == {"pinned 0", "pinned 1"}
+    assert all(pinned[r.id]["phase"] == "failed" for r in failed)
+    page = get(flower, "/fileintel").text
+    assert 'id="fi-failures"' in page and "Failures and revocations" in page
 
 
 def test_finished_can_be_filtered_searched_and_paged_over_the_whole_index(app, worker, flower):
