@@ -130,11 +130,17 @@ def test_result_is_the_bare_return_value(app, worker, flower):
     assert resp.headers["X-FileIntel-Placeholders"] == "0"
 
 
-def test_result_with_placeholders_is_valid_json_and_says_so(app, worker, flower):
+def _finished_with_placeholders(app):
+    """A finished task whose result needed placeholders, once its record lists them (the
+    worker writes the record just after the result)."""
     result = app.tasks["tests.proj.odd_values"].delay()
     result.get(timeout=10)
-    # the worker's record (which lists the placeholders) is written just after the result
     wait_for(lambda: describe(app, result.id).result_info.placeholders)
+    return result
+
+
+def test_result_with_placeholders_is_valid_json_and_says_so(app, worker, flower):
+    result = _finished_with_placeholders(app)
     resp = get(flower, f"/api/fileintel/task/{result.id}/result")
     assert resp.status == 200
     assert int(resp.headers["X-FileIntel-Placeholders"]) >= 1
@@ -337,10 +343,7 @@ def test_redis_outage_is_503_and_flowers_pages_keep_working(app, flower, redis_s
 
 
 def test_task_page_shows_validated_result_with_placeholders_marked(app, worker, flower):
-    result = app.tasks["tests.proj.odd_values"].delay()
-    result.get(timeout=10)
-    # the worker's record (which lists the placeholders) is written just after the result
-    wait_for(lambda: describe(app, result.id).result_info.placeholders)
+    result = _finished_with_placeholders(app)
     page = get(flower, f"/fileintel/task/{result.id}")
     assert page.status == 200
     html = page.text
