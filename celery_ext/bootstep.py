@@ -332,7 +332,7 @@ def _on_failure(
     (and then possibly twice: the record script keeps the first)."""
     task = sender
     app = _task_app(task)
-    limit = int(app.conf.get("fileintel_traceback_max") or DEFAULTS["fileintel_traceback_max"]) if app else 0
+    limit = store_for(app).settings.traceback_max if app else 0
     runtime = _runtime(task_id) if task_id else None
     stored, direct = _stored_result_fields(task_id, states.FAILURE, ran_here=runtime is not None) if task_id else ({}, False)
     fields: RecordFields = {
