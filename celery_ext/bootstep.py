@@ -187,7 +187,12 @@ def _stored_result_fields(task_id: str, state: str, ran_here: bool) -> tuple[Rec
     if stored is None:
         return {}, False
     expires = "never" if stored.expires_at is None else repr(stored.expires_at)
-    return {"result_bytes": stored.nbytes, "result_expires_ts": expires}, ran_here
+    fields: RecordFields = {"result_bytes": stored.nbytes, "result_expires_ts": expires}
+    if stored.ttl_s is not None:
+        # The TTL this result got, which overrides the app's result_expires in the record:
+        # a task with its own result backend keeps its results for that backend's time.
+        fields["result_expires_s"] = stored.ttl_s
+    return fields, ran_here
 
 
 def keep_last_progress(task: Any, meta: dict[str, Any]) -> None:

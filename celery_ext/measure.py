@@ -32,6 +32,9 @@ class StoredResult:
     nbytes: int
     #: Epoch seconds when the stored result expires; None: it never does.
     expires_at: float | None
+    #: The TTL Celery gave it, in seconds: the backend's own ``expires``, which a task with
+    #: its own backend may set apart from the app's ``result_expires``; None: no TTL.
+    ttl_s: int | None = None
 
 
 _note = threading.local()
@@ -74,7 +77,9 @@ def wrap_redis_backend() -> None:
         try:
             ttl = _ttl(self, state)
             raw_key = key if isinstance(key, bytes) else str(key).encode()
-            _note.stored = StoredResult(raw_key, state, _byte_length(value), time.time() + ttl if ttl else None)
+            _note.stored = StoredResult(
+                raw_key, state, _byte_length(value), time.time() + ttl if ttl else None, round(ttl) if ttl else None
+            )
         except Exception:  # pragma: no cover - a measurement never breaks a store
             _note.stored = None
         return result

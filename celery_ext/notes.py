@@ -117,4 +117,8 @@ def notes_for(f: Facts, settings: FileIntelSettings) -> list[str]:
 
 
 def fmt_time(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") if value else None
+    """A time in a note as every other sentence writes it (``verdict.when``), so a summary
+    never shows one moment in two formats."""
+    from celery_ext.verdict import when
+
+    return when(value) if value else None

@@ -59,6 +59,9 @@ class FileIntelSettings:
     #: A running task reads ``lost`` once the worker running it has given no sign of life
     #: (a liveness beat from a thread of its own, every ``lost_after / 6`` s) for this long.
     lost_after: float = 60.0
+    #: Flower's board flags a running task "no progress for N s" once its last progress report
+    #: is older than this many seconds (a task that never reported progress is not flagged).
+    stalled_after: float = 60.0
     #: How much of a failure's traceback its record keeps (head and tail, in characters),
     #: so it can be read after the result has expired.
     traceback_max: int = 4096
@@ -101,6 +104,7 @@ def _validate(settings: FileIntelSettings) -> None:
         "read_timeout": "a number of seconds",
         "progress_message_max": "a number of characters",
         "lost_after": "a number of seconds",
+        "stalled_after": "a number of seconds",
         "traceback_max": "a number of characters",
     }
     if isinstance(settings.expiry_warning, bool) or not isinstance(settings.expiry_warning, (int, float)) \

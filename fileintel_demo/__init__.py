@@ -28,12 +28,13 @@ __all__ = ["demo", "main"]
                    "the demo's keys sit under their own prefix and are deleted when it stops.")
 @click.option("--once", is_flag=True,
               help="Scripted run: send each case once, wait until each reaches its expected "
-                   "phase (results expire after 15 s), check Flower, print a summary, stop. "
+                   "phase (the expiring case's result expires after 15 s), check Flower, print a summary, stop. "
                    "Exit status 0 only if every case did.")
 @click.option("--duration", type=click.FloatRange(min=1), metavar="SECONDS",
               help="Run the interactive stream for this long, then print the summary and stop.")
 @click.option("--result-expires", type=click.IntRange(min=5), metavar="SECONDS",
-              help="The demo app's result_expires (default 120; 15 with --once).")
+              help="How long the expiring case's results live (default 120; 15 with --once). "
+                   "Every other case keeps its result for 30 minutes.")
 @click.option("--concurrency", type=click.IntRange(min=2), default=4, show_default=True,
               help="Worker pool processes.")
 @click.option("--interval", type=click.FloatRange(min=1), default=30.0, show_default=True,

@@ -4,16 +4,21 @@ Every case flower-fileintel handles has a task here. The running demo (``fileint
 starts the worker and Flower on this app and tells them where its Redis is through the
 environment; a ``celery -A fileintel_demo.app fileintel status <id>`` typed in
 another terminal finds the running demo through a small state file instead (see
-``state_file()``), so the commands the demo prints work as they are.
+``state_file()``), so the commands the demo prints work as they are. With neither (the demo
+has stopped), importing this module prints ``NOT_RUNNING`` and exits: the commands never
+read another Redis by accident.
 
 Settings, from the environment (the demo runner sets them):
 
 - ``FILEINTEL_DEMO_REDIS_URL``: broker and result backend.
 - ``FILEINTEL_DEMO_KEY_PREFIX``: ``global_keyprefix`` for every key the demo writes, so a
   shared Redis (``--redis URL``) keeps the demo's keys apart (nothing is ever flushed).
-- ``FILEINTEL_DEMO_RESULT_EXPIRES``: ``result_expires`` in seconds (default 120, so results
-  expire while you watch).
-- ``FILEINTEL_DEMO_EXPIRY_WARNING``: ``fileintel_expiry_warning`` (default: half of it).
+- ``FILEINTEL_DEMO_RESULT_EXPIRES``: how long the ``expiring`` case's results live, in seconds
+  (default 120, so one expires while you watch). Every other case keeps its result for
+  ``SHOWCASE_RESULT_EXPIRES`` (30 minutes, the app's ``result_expires``), so it can still be
+  opened long after it ran.
+- ``FILEINTEL_DEMO_EXPIRY_WARNING``: ``fileintel_expiry_warning`` (default: half of the
+  ``expiring`` case's lifetime).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import datetime
 import decimal
 import json
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -29,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from celery.backends.redis import RedisBackend
 
 import celery_ext
 from celery_ext import FileIntelTask
@@ -38,6 +45,7 @@ __all__ = [
     "DEMO_QUEUE",
     "NOBODY_QUEUE",
     "DEFAULT_RESULT_EXPIRES",
+    "SHOWCASE_RESULT_EXPIRES",
     "MAX_RESULT_BYTES",
     "state_file",
     "read_state",
@@ -47,12 +55,23 @@ __all__ = [
 DEMO_QUEUE = "fileintel-demo"
 #: A queue no worker consumes: a task sent there stays queued.
 NOBODY_QUEUE = "fileintel-demo-nobody"
-#: Results expire after two minutes, so the expiry warning and the expired view show up.
+#: The ``expiring`` case's results live two minutes, so its expiry warning and expired view
+#: show up while you watch.
 DEFAULT_RESULT_EXPIRES = 120
+#: Every other case's result lives 30 minutes (the app's ``result_expires``): the demo stays
+#: worth exploring while you read its pages.
+SHOWCASE_RESULT_EXPIRES = 30 * 60
 #: A low inline limit, so a 1 MB result is offered as a download.
 MAX_RESULT_BYTES = 256 * 1024
-#: Used when no demo is running and nothing is configured: the usual local Redis.
-FALLBACK_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: Said, instead of reading whatever Redis the machine runs, when no demo is running.
+NOT_RUNNING = (
+    "The flower-fileintel demo is not running (any more): its Redis, worker and Flower stopped "
+    "with it, so there is nothing to read. Start it again with `fileintel-demo` (or scripts/demo); "
+    "to read a Redis of your own with the demo app, set FILEINTEL_DEMO_REDIS_URL (and "
+    "FILEINTEL_DEMO_KEY_PREFIX if its keys have another prefix)."
+)
+#: Exit status then: EX_UNAVAILABLE, as ``celery fileintel`` uses when Redis is down.
+NOT_RUNNING_EXIT = 69
 DEFAULT_KEY_PREFIX = "fileintel-demo:"
 
 
@@ -88,7 +107,12 @@ def _config() -> tuple[str, str]:
     prefix = os.environ.get("FILEINTEL_DEMO_KEY_PREFIX")
     if url is None:
         state = read_state()
-        url = str(state.get("redis_url") or FALLBACK_REDIS_URL)
+        if not state.get("redis_url"):
+            # A command the demo printed, typed after it stopped: say so, rather than
+            # silently read the machine's default Redis (and report its tasks as unknown).
+            print(NOT_RUNNING, file=sys.stderr)
+            raise SystemExit(NOT_RUNNING_EXIT)
+        url = str(state["redis_url"])
         prefix = prefix or state.get("key_prefix")
     return url, str(prefix or DEFAULT_KEY_PREFIX)
 
@@ -99,7 +123,7 @@ EXPIRY_WARNING = int(os.environ.get("FILEINTEL_DEMO_EXPIRY_WARNING", max(1, RESU
 
 app = Celery("fileintel-demo", broker=REDIS_URL, backend=REDIS_URL)
 app.conf.update(
-    result_expires=RESULT_EXPIRES,
+    result_expires=SHOWCASE_RESULT_EXPIRES,
     result_extended=True,
     task_default_queue=DEMO_QUEUE,
     task_track_started=True,
@@ -117,6 +141,12 @@ app.conf.update(
     fileintel_expiry_warning=EXPIRY_WARNING,
 )
 celery_ext.install(app)
+
+# ``result_expires`` is one setting per app (``expires=`` on a call is when the task stops
+# being run, not how long its result lives), so the one short-lived result comes from a
+# backend of its own: the same Redis and key prefix, a shorter TTL. The worker records the
+# TTL each result really got, so the record and the board tell each case's true expiry.
+expiring_backend = RedisBackend(app=app, url=REDIS_URL, expires=RESULT_EXPIRES)
 
 
 # -- the demo tasks ---------------------------------------------------------------------------
@@ -169,9 +199,9 @@ def export_table(rows: int = 10_000) -> dict[str, Any]:
     }
 
 
-@app.task(name="demo.quick_sum")
+@app.task(name="demo.quick_sum", backend=expiring_backend)
 def quick_sum(numbers: list[int]) -> dict[str, int]:
-    """Finishes at once; its result expires after ``result_expires`` seconds."""
+    """Finishes at once; its result expires after ``RESULT_EXPIRES`` seconds (its own backend)."""
     return {"sum": sum(numbers), "count": len(numbers)}
 
 

@@ -19,13 +19,16 @@ from fileintel_demo.options import APP_MODULE, EXIT_OK, SUMMARY_SCHEMA
 if TYPE_CHECKING:
     from fileintel_demo.runner import Demo
 
-__all__ = ["celery_command", "clock", "print_banner", "print_line", "print_summary", "redact", "write_summary"]
+__all__ = [
+    "celery_command", "clock", "print_banner", "print_line", "print_stopped", "print_summary", "redact", "write_summary",
+]
 
 
 def print_banner(demo: Demo, hostname: str) -> None:
     """Where everything is: Flower's pages, the API, Redis, the worker, the logs."""
     assert demo.demo is not None
     warning = max(1, demo.result_expires // 2)
+    showcase = demo.demo.SHOWCASE_RESULT_EXPIRES
     lines = [
         "",
         "flower-fileintel demo is running (everything on 127.0.0.1).",
@@ -36,8 +39,8 @@ def print_banner(demo: Demo, hostname: str) -> None:
         + (" (nothing else is touched; the demo deletes its keys when it stops)" if demo.external_redis else ""),
         f"  Worker                  : {hostname}, {demo.options.concurrency} prefork processes, "
         f"queue {demo.demo.DEMO_QUEUE!r}",
-        f"  Results expire after {demo.result_expires} s (result_expires); the expiry warning "
-        f"shows in their last {warning} s.",
+        f"  Results                 : kept {showcase // 60} minutes; the expiring case's only "
+        f"{demo.result_expires} s (expiry warning in its last {warning} s).",
         f"  Terminal view           : {celery_command()} -A {APP_MODULE} fileintel status <task id>",
         f"  Logs                    : {demo.workdir}",
     ]
@@ -74,6 +77,23 @@ def print_summary(demo: Demo, code: int) -> None:
             verdict = "Every case reached its expected phase."
         lines.append(f"Flower answered: {'yes' if demo.flower_answered else 'no'}. {verdict}")
     demo.echo("\n".join(lines))
+
+
+def print_stopped(demo: Demo) -> None:
+    """Once everything is stopped: the commands and pages printed above no longer answer."""
+    if not demo.flower_url:
+        return  # nothing was started, so nothing was printed to try
+    kept = (
+        f" Its keys are still in {demo.redis_where} (--keep-data): to read them, set "
+        f"FILEINTEL_DEMO_REDIS_URL to its URL and FILEINTEL_DEMO_KEY_PREFIX={demo.key_prefix}."
+        if demo.external_redis and demo.options.keep_data
+        else ""
+    )
+    demo.echo(
+        "\nThe demo is not running any more: Flower's pages above no longer load, and the "
+        f"`celery -A {APP_MODULE} fileintel ...` commands above say the demo has stopped. "
+        f"Run it again to explore.{kept}"
+    )
 
 
 def write_summary(demo: Demo, code: int) -> None:

@@ -156,6 +156,7 @@ class Demo:
             report.print_summary(self, code)
         if self.error:
             self.echo(f"\nThe demo failed: {self.error.splitlines()[0]}")
+        report.print_stopped(self)
         report.write_summary(self, code)
         return code
 

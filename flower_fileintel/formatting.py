@@ -12,6 +12,7 @@ import math
 from datetime import datetime, timezone
 
 from celery_ext.cli.text import duration_text, size_text
+from celery_ext.settings import FileIntelSettings
 
 __all__ = [
     "STALLED_AFTER_S",
@@ -27,7 +28,8 @@ __all__ = [
 
 #: A running task whose last progress report is older than this is flagged "no progress for
 #: N s" on the board (a task that never reported progress is not flagged: many never do).
-STALLED_AFTER_S = 60.0
+#: The default of the ``fileintel_stalled_after`` setting, which the board uses.
+STALLED_AFTER_S = FileIntelSettings.stalled_after
 
 
 def percent_text(percent: float | None) -> str:

@@ -101,7 +101,8 @@ class PluginState:
         statuses = describe_many(self.capp, ids, max_result_bytes=METADATA_ONLY_BYTES) if ids else []
         now = time.time()
         moment = datetime.fromtimestamp(now, timezone.utc)
-        running = [running_entry(s, moment) for s in statuses[: len(active)] if not s.ready]
+        stalled_after = self.settings.stalled_after
+        running = [running_entry(s, moment, stalled_after) for s in statuses[: len(active)] if not s.ready]
         with self._board_lock:
             for status in statuses[len(active):]:
                 if status.ready:
@@ -125,7 +126,7 @@ class PluginState:
             "failures": failures,
             "expiring": expiring,
             "expiry_warning_s": warning,
-            "stalled_after_s": STALLED_AFTER_S,
+            "stalled_after_s": stalled_after,
         }
 
     async def finished_page(self, query: Any) -> dict[str, Any]:
@@ -172,17 +173,17 @@ class PluginState:
         self.download_executor.shutdown(wait=False, cancel_futures=True)
 
 
-def running_entry(status: Any, now: datetime) -> dict[str, Any]:
+def running_entry(status: Any, now: datetime, stalled_after: float = STALLED_AFTER_S) -> dict[str, Any]:
     """A running task as the board shows it: its entry plus ``elapsed_s`` (since it started)
     and ``stalled_for_s`` (seconds since its last progress report, when that is more than
-    ``STALLED_AFTER_S``; else None)."""
+    ``stalled_after``, the ``fileintel_stalled_after`` setting; else None)."""
     from flower_fileintel.watchers import board_entry
 
     entry = board_entry(status)
     progress = status.progress
     updated = _parse_time(progress.updated_at) if progress is not None else None
     entry["elapsed_s"] = elapsed_s(status.started_at, now)
-    entry["stalled_for_s"] = stalled_for_s(updated, now)
+    entry["stalled_for_s"] = stalled_for_s(updated, now, stalled_after)
     return entry
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
-from celery.bin.base import CeleryOption
+from celery.bin.base import CeleryCommand, CeleryOption
 
 if TYPE_CHECKING:
     from celery_ext.settings import FileIntelSettings
@@ -50,6 +50,36 @@ def validate_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         except InvalidTaskId as exc:
             raise click.BadParameter(f"{task_id!r:.80}: {exc}", ctx=ctx, param=param) from None
     return value
+
+
+class FileIntelCommand(CeleryCommand):
+    """Celery's command (options in their help groups) whose ``--help`` also describes each
+    argument, from ``arguments`` ({metavar: description}). Click only takes help for
+    arguments from 8.5 on, and Celery's grouping would list them again, bare, as options."""
+
+    def __init__(self, *args: Any, arguments: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.arguments = arguments or {}
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.arguments:
+            with formatter.section("Arguments"):
+                formatter.write_dl(list(self.arguments.items()))
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None and not isinstance(param, click.Argument):
+                groups.setdefault(str(getattr(param, "help_group", None) or "Options"), []).append(record)
+        for name, records in groups.items():
+            with formatter.section(name):
+                formatter.write_dl(records)
+
+
+#: What a task id argument accepts (shown by ``--help`` beside TASK_ID).
+TASK_ID_HELP = (
+    "The task's id, or the short id the board and the demo show (its first 6 to 31 "
+    "characters), which stands for the one recent task whose id starts with it."
+)
 
 
 def make_json_option(help: str) -> Callable[[Any], Any]:

@@ -205,8 +205,9 @@ class Output:
         expires = result_expires_seconds(self.app)
         return f"result_expires is {duration_text(expires)}" if expires else "result_expires is off (never)"
 
-    def expiry_warning(self, task: TaskStatus) -> None:
-        """Warn when a stored result goes away within fileintel_expiry_warning."""
+    def expiry_warning(self, task: TaskStatus, *, when_shown: bool = False) -> None:
+        """Warn when a stored result goes away within fileintel_expiry_warning; with
+        ``when_shown`` (the ``status`` summary above already says when) without saying it again."""
         from celery_ext.status import Outcome
 
         if task.expired:
@@ -219,9 +220,9 @@ class Output:
             return
         if task.expires_in_s <= self.settings.expiry_warning:
             at = f" (at {when_text(task.result_expires_at)})" if task.result_expires_at else ""
+            soon = "soon" if when_shown else f"in {duration_text(task.expires_in_s)}{at}"
             self.warning(
-                f"the result of task {self.esc(task.task_id)} expires in "
-                f"{duration_text(task.expires_in_s)}{at}. Save it now, e.g. "
+                f"the result of task {self.esc(task.task_id)} expires {soon}. Save it now, e.g. "
                 f"[bold]celery fileintel result {self.esc(task.task_id)} --output FILE[/]."
             )
 

@@ -6,13 +6,15 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 import click
-from celery.bin.base import CeleryCommand, CeleryOption, handle_preload_options
+from celery.bin.base import CeleryOption, handle_preload_options
 
 from celery_ext.cli.exit_codes import EXIT_EPILOG, RESULT_EXIT, ExitCode
 from celery_ext.cli.group import fileintel
 from celery_ext.cli.options import (
+    TASK_ID_HELP,
+    FileIntelCommand,
     decode_pickle_option,
-    json_option,
+    make_json_option,
     resolve_timeout,
     timeout_option,
     validate_ids,
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from celery_ext.status import TaskStatus
 
 
-@fileintel.command(cls=CeleryCommand, epilog=EXIT_EPILOG)
+@fileintel.command(cls=FileIntelCommand, epilog=EXIT_EPILOG, arguments={"TASK_ID": TASK_ID_HELP})
 @click.argument("task_id", callback=validate_ids)
 @click.option(
     "-w",
@@ -39,7 +41,10 @@ if TYPE_CHECKING:
     "Without it, a task that is not ready exits 124 at once.",
 )
 @timeout_option
-@json_option
+@make_json_option(
+    "Print the task's fileintel.task-status/1 document on stdout instead of the bare value "
+    "(the exit code is the same)."
+)
 @click.option(
     "-o",
     "--output",

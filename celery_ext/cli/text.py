@@ -115,7 +115,8 @@ def result_text(task: TaskStatus) -> str:
     size = f", {size_text(info.bytes)}" if info.bytes is not None else ""
     outcome = task.outcome
     if outcome is Outcome.EXPIRED:
-        return f"expired at {when_text(task.result_expires_at)}{size}"
+        # When it expired is the note's to say (an expired task always has one): said once.
+        return f"expired{size}"
     if outcome is Outcome.EVICTED:
         return f"gone before its expiry (deleted or evicted){size}"
     if task.result_available and outcome in (Outcome.OK, Outcome.TOO_LARGE):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import click
-from celery.bin.base import CeleryCommand, CeleryOption, handle_preload_options
+from celery.bin.base import CeleryOption, handle_preload_options
 
 from celery_ext.cli.exit_codes import EXIT_EPILOG, WAIT_EXIT, ExitCode
 from celery_ext.cli.group import fileintel
 from celery_ext.cli.options import (
+    FileIntelCommand,
     decode_pickle_option,
     json_lines_option,
     resolve_timeout,
@@ -24,8 +25,15 @@ if TYPE_CHECKING:
     pass
 
 
-@fileintel.command(cls=CeleryCommand, epilog=EXIT_EPILOG)
-@click.argument("task_ids", nargs=-1, required=True, callback=validate_ids)
+@fileintel.command(
+    cls=FileIntelCommand,
+    epilog=EXIT_EPILOG,
+    arguments={
+        "TASK_ID...": "One or more task ids (or short ids, as for status); each one's final "
+        "status is printed in this order."
+    },
+)
+@click.argument("task_ids", nargs=-1, required=True, callback=validate_ids, metavar="TASK_ID...")
 @timeout_option
 @json_lines_option
 @click.option(
@@ -48,8 +56,10 @@ def wait(
 ) -> None:
     """Wait for one or more tasks to finish, with live progress on stderr.
 
-    The final status of each task goes to stdout (--json: one document per line). With
-    several ids the exit code is that of the first id, in argument order, that did not
+    On a terminal each task gets a progress bar; one that fails, is revoked or is lost turns
+    red at once, with its error in its row. Elsewhere (or with --no-progress) each change is
+    one line. The final status of each task goes to stdout (--json: one document per line).
+    With several ids the exit code is that of the first id, in argument order, that did not
     succeed. Unknown ids are waited for until the deadline (then exit 4).
     """
     from celery_ext.prefix import could_be_prefix, describe_id_or_prefix

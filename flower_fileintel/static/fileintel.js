@@ -277,7 +277,7 @@
     var taskBase = root.getAttribute("data-task-base");
     var flowerBase = root.getAttribute("data-flower-task-base");
     var rows = {};  // task id -> {bar, label, phase, message, stalled, updatedAt} of the running table
-    var stalledAfter = null;  // the server's STALLED_AFTER_S, from the snapshot
+    var stalledAfter = null;  // the fileintel_stalled_after setting, from the snapshot
 
     /* The id as its first 8 characters (the whole id on hover, in the link and the copy). */
     function idCell(id) {

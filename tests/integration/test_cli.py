@@ -141,6 +141,26 @@ def test_result_expired_or_evicted_exits_3_and_explains(app, worker, redis_clien
     assert _json_lines(waited.stdout)[0]["expired"] is True
 
 
+@pytest.mark.slow
+def test_status_of_an_expired_result_says_when_once(app, subprocess_worker):
+    """One expiry note, in the summary's own time format: the result row says it expired,
+    the note says when (no second date in another format, no warning repeating it)."""
+    from celery_ext.cli.text import when_text
+
+    subprocess_worker(pool="prefork", concurrency=1, env={"FILEINTEL_TEST_RESULT_EXPIRES": "2"})
+    result = proj.add.delay(1, 1)
+    assert result.get(timeout=30) == 2
+    expired = wait_for(app, result.id, lambda s: s.expired and s.runtime_s is not None, timeout=15)
+    run = fileintel("status", result.id)
+    assert run.returncode == 0, run.stderr
+    at = when_text(expired.result_expires_at)
+    shown = run.stdout + run.stderr
+    assert shown.count(at) == 1, shown
+    assert re.search(rf"^note\s+It finished at .*; its result expired at {re.escape(at)} \(result_expires=2 s\)", run.stdout, re.M)
+    assert re.search(r"^result\s+expired, \d+ bytes$", run.stdout, re.M), run.stdout
+    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:", shown), shown  # no ISO times beside the summary's
+
+
 def test_result_expiring_soon_is_warned_about(app, worker, redis_client):
     result = proj.add.delay(1, 1)
     result.get(timeout=30)
@@ -423,6 +443,17 @@ def test_help_documents_the_exit_codes():
         assert "Exit codes:" in run.stdout
         for code in ("0", "1", "2", "3", "4", "5", "69", "124", "130"):
             assert re.search(rf"^\s+{code}\s+\S", run.stdout, re.M), (args, code)
+
+
+def test_help_describes_each_commands_arguments():
+    for command, argument in (("status", "TASK_ID"), ("result", "TASK_ID"), ("wait", "TASK_ID...")):
+        run = run_celery("fileintel", command, "--help", app=None)
+        assert run.returncode == 0, run.stderr
+        section = run.stdout.split("Arguments:\n", 1)[1].split("\n\n", 1)[0]
+        assert section.split()[0] == argument and "short id" in section, run.stdout
+        assert len(re.findall(rf"^\s+{re.escape(argument)}\s", run.stdout, re.M)) == 1, run.stdout
+        # Only wait prints one document per task, per line.
+        assert ("JSON Lines" in run.stdout) is (command == "wait"), run.stdout
 
 
 def test_a_closed_stdout_ends_quietly(app):

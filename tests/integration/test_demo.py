@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,6 +100,29 @@ def _assert_all_gone(demo: DemoProcess, summary: dict[str, Any] | None = None) -
     assert port_is_free(demo.port), f"something still listens on Flower's port {demo.port}"
 
 
+def _printed_task_ids(output: str) -> dict[str, str]:
+    """Each case's task id, from the ``status`` command the demo printed under its title."""
+    found = re.findall(r"^  (\w+) +.*\n +\S+ -A fileintel_demo\.app fileintel status (\S+)$", output, re.M)
+    return dict(found)
+
+
+def _status_command(tmp_path: Path, task_id: str) -> subprocess.CompletedProcess[str]:
+    """The printed ``status`` command, typed in another terminal (it finds the demo through
+    its state file)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FILEINTEL_DEMO_")}
+    env["FILEINTEL_DEMO_STATE_FILE"] = str(tmp_path / "demo-state.json")
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    celery = str(Path(sys.executable).parent / "celery")
+    cmd = [celery, "-A", "fileintel_demo.app", "fileintel", "status", task_id, "--json"]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=60)
+
+
+def _finished_status(tmp_path: Path, task_id: str) -> dict[str, Any] | None:
+    proc = _status_command(tmp_path, task_id)
+    doc: dict[str, Any] = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    return doc if doc.get("phase") in ("succeeded", "failed") and doc.get("expires_in_s") is not None else None
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_once_every_case_reaches_its_phase_and_flower_answers(tmp_path: Path) -> None:
@@ -144,11 +168,23 @@ def test_sigint_stops_everything_and_a_second_start_works_at_once(tmp_path: Path
         first.wait_for("Press Ctrl-C to stop everything.")
         first.wait_for("] progress ")  # following the tasks
         assert first.processes(), "the demo's children should carry its run id"
+        # The printed commands work while it runs; showcase results live 30 minutes, the
+        # expiring case's 120 s, and each record says its own.
+        ids = _printed_task_ids(first.text())
+        failure = wait_for(lambda: _finished_status(tmp_path, ids["failure"]), 60, what="the failure case to fail", interval=0.5)
+        expiring = wait_for(lambda: _finished_status(tmp_path, ids["expiring"]), 60, what="the expiring case to end", interval=0.5)
+        assert failure["phase"] == "failed" and failure["expires_in_s"] > 29 * 60, failure
+        assert expiring["phase"] == "succeeded" and 0 < expiring["expires_in_s"] <= 120, expiring
         first.proc.send_signal(signal.SIGINT)
         assert first.wait(30) == 0, first.text()
         assert "SIGINT received" in first.text()
         assert "no process of the demo is left" in first.text()
+        assert "The demo is not running any more" in first.text()
         _assert_all_gone(first)
+        # The same command now says the demo stopped, instead of reading another Redis.
+        after = _status_command(tmp_path, ids["failure"])
+        assert after.returncode == 69, after
+        assert "demo is not running (any more)" in after.stderr and "Traceback" not in after.stderr
     finally:
         first.cleanup()
 

@@ -415,3 +415,32 @@ def test_finished_filters_and_paging_reach_past_the_first_page(app, worker, flow
     page.click("#fi-finished-next")
     page.locator(row).wait_for(timeout=10000)
     assert page.locator("#fi-finished-next").is_disabled()
+
+
+def test_a_task_silent_past_fileintel_stalled_after_is_flagged_on_the_board(app, worker, browser):
+    """The "no progress for N s" flag, end to end: the threshold comes from the
+    ``fileintel_stalled_after`` setting (2 s here instead of 60), and a task that reported
+    progress once and then went silent gets the flag without a reload."""
+    import uuid
+
+    release = f"release-{uuid.uuid4()}"
+    silent = app.tasks["tests.proj.progress_until"].delay(release)  # reports 1 of 2, then nothing
+    wait_for(lambda: reports_progress_as_started(app, silent.id))
+    previous = app.conf.get("fileintel_stalled_after")  # None reads as the default
+    app.conf.fileintel_stalled_after = 2  # read by the plugin when Flower starts
+    try:
+        with FlowerServer(app, basic_auth=[f"{AUTH['username']}:{AUTH['password']}"]) as flower:
+            context = browser.new_context(http_credentials=AUTH)
+            page = context.new_page()
+            open_page(page, flower.url("/fileintel"))
+            row = page.locator(f'#fi-running tr[data-task-id="{silent.id}"]')
+            row.wait_for(timeout=10000)
+            flag = row.locator(".fi-stalled")
+            flag.wait_for(state="visible", timeout=30000)
+            assert (flag.text_content() or "").startswith("no progress for ")
+            assert "last progress report" in (flag.get_attribute("title") or "")
+            context.close()
+    finally:
+        app.conf.fileintel_stalled_after = previous
+        app.backend.client.set(release, 1)
+    assert silent.get(timeout=30) == "released"

@@ -91,6 +91,22 @@ def test_running_entry_has_elapsed_time_and_the_stalled_flag():
     assert "result" not in fresh
 
 
+def test_the_stalled_threshold_is_the_fileintel_stalled_after_setting():
+    from celery import Celery
+
+    from celery_ext.settings import get_settings
+
+    app = Celery("stalled-setting")
+    assert get_settings(app).stalled_after == STALLED_AFTER_S == 60
+    app.conf.fileintel_stalled_after = 3
+    threshold = get_settings(app).stalled_after
+    assert running_entry(_running(5), NOW, threshold)["stalled_for_s"] == 5
+    assert running_entry(_running(2), NOW, threshold)["stalled_for_s"] is None
+    app.conf.fileintel_stalled_after = 0
+    with pytest.raises(ValueError, match="fileintel_stalled_after must be a number of seconds > 0"):
+        get_settings(app)
+
+
 def test_finished_entry_shows_a_revoked_tasks_runtime():
     revoked = TaskStatus("t-2", Phase.REVOKED, "REVOKED", started_at=ago(30), completed_at=ago(10))
     assert finished_entry(revoked)["shown_runtime_s"] == 20

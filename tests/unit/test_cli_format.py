@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from datetime import datetime, timedelta, timezone
 
@@ -152,7 +153,34 @@ def test_summary_of_an_evicted_result_says_so():
         result_expires_at=NOW - timedelta(minutes=1),
         result_info=ResultInfo(reason=Outcome.EXPIRED),
     )
-    assert "result     expired at" in text.summary(expired)
+    assert "result     expired" in text.summary(expired) and "expired at" not in text.summary(expired)
+
+
+def test_status_says_an_expiry_once_in_one_time_format(app, monkeypatch):
+    """The summary's note says when a result expired, and its result row only that it did;
+    a result expiring soon is dated in its row, and the warning on stderr does not repeat it."""
+    from celery_ext.notes import fmt_time
+
+    expired_at = NOW - timedelta(minutes=1)
+    note = f"It finished at {fmt_time(NOW - timedelta(hours=1))}; its result expired at {fmt_time(expired_at)} (result_expires=3600 s)."
+    expired = status(
+        expired=True, result_available=False, result=None, result_expires_at=expired_at,
+        result_info=ResultInfo(bytes=120, reason=Outcome.EXPIRED), notes=(note,),
+    )
+    result = invoke(app, "status", TID, describe=expired, monkeypatch=monkeypatch)
+    assert result.exit_code == 0
+    shown = text.when_text(expired_at)
+    assert fmt_time(expired_at) == shown  # notes write times as the summary does
+    assert (result.stdout + result.stderr).count(shown) == 1
+    assert "expired" in result.stdout.split("result", 1)[1].splitlines()[0]
+
+    soon_at = NOW + timedelta(minutes=2)
+    soon = status(expires_in_s=120.0, result_expires_at=soon_at)
+    result = invoke(app, "status", TID, describe=soon, monkeypatch=monkeypatch)
+    assert result.exit_code == 0
+    assert result.stdout.count(text.when_text(soon_at)) == 1 and text.when_text(soon_at) not in result.stderr
+    assert "expires soon" in result.stderr and "--output FILE" in result.stderr
+    assert "in 2 min" not in result.stderr
 
 
 def test_timeout_type():
@@ -179,6 +207,26 @@ def test_plain_updates_escape_task_data():
     out = Out()
     reporters.PlainReporter(out, enabled=True).update(status(**RUNNING))
     assert "page 4 [bold]of[/] 10" in out.buffer.getvalue()  # markup printed literally
+
+
+def test_the_redis_down_warning_reads_as_one_sentence_each():
+    """redis-py's messages end with a period; the warning adds none of its own after it."""
+    from celery_ext.errors import BackendUnavailable
+
+    shown = io.StringIO()
+
+    class Out(output.Output):
+        def __init__(self):
+            from rich.console import Console
+
+            self.quiet = False
+            self._console = Console(file=shown, no_color=True, width=400)
+
+    error = BackendUnavailable("redis://:secret@127.0.0.1:1/0", "Error 111 connecting to 127.0.0.1:1. Connection refused.")
+    Out().backend_change(error)
+    text = shown.getvalue()
+    assert "Connection refused. Check that Redis is running" in text and "Retrying until the deadline." in text
+    assert ".." not in text and "secret" not in text
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,6 +360,26 @@ def test_help_has_the_exit_code_table(app, command):
         assert f"{int(code):>3}  {meaning}" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("command", "argument", "json_help"),
+    [
+        ("status", "TASK_ID", "Print the fileintel.task-status/1 JSON document on stdout."),
+        ("result", "TASK_ID", "instead of the bare value"),
+        ("wait", "TASK_ID...", "one per line (JSON Lines)"),
+    ],
+)
+def test_help_describes_the_arguments_once_and_json_as_it_is(app, command, argument, json_help):
+    result = invoke(app, command, "--help")
+    assert result.exit_code == 0
+    help_text = " ".join(result.stdout.split())  # unwrapped
+    arguments = result.stdout.split("Arguments:\n", 1)[1].split("\n\n", 1)[0]
+    assert arguments.split()[0] == argument and "short id" in arguments
+    described = re.findall(rf"^\s+{re.escape(argument)}\s", result.stdout, re.M)
+    assert len(described) == 1  # in the Arguments section only, not again (bare) among the options
+    assert json_help in help_text
+    assert ("JSON Lines" in help_text) is (command == "wait")  # only wait prints several documents
+
+
 def _registered(monkeypatch, **commands):
     """Pretend these entry points (name -> "module:attr") are all the group registers."""
     from importlib.metadata import EntryPoint
@@ -368,6 +436,58 @@ def test_progress_bar_reaches_100_only_on_success():
         assert bars.progress.tasks[0].completed == 40.0
         bars.update(status())
         assert bars.progress.tasks[0].completed == bars.progress.tasks[0].total == 100.0
+
+
+def _tty_bars():
+    """A BarReporter on a forced colour terminal, as ``wait`` draws it in a TTY."""
+    from rich.console import Console
+
+    class Out:
+        console = Console(file=io.StringIO(), force_terminal=True, color_system="standard", width=200)
+
+    out = Out()
+    return out, reporters.BarReporter(out)
+
+
+RED = "\x1b[31m"
+
+
+@pytest.mark.parametrize(
+    ("phase", "state", "error", "shown"),
+    [
+        (Phase.FAILED, "FAILURE", TaskError("ValueError", "builtins", "line 3: [bold]bad[/] row", None),
+         "failed  ValueError: line 3: [bold]bad[/] row"),
+        (Phase.REVOKED, "REVOKED", TaskError("TaskRevokedError", None, "terminated", None),
+         "revoked  TaskRevokedError: terminated"),
+    ],
+    ids=["failed", "revoked"],
+)
+def test_wait_in_a_tty_draws_an_ended_task_red_and_still_with_its_error(phase, state, error, shown):
+    out, bars = _tty_bars()
+    queued = dict(RUNNING, phase=Phase.QUEUED, state="PENDING", progress=None)
+    with bars:
+        bars.update(status(**queued))
+        row = bars.progress.tasks[0]
+        assert bars.progress.columns[1].render(row).total is None  # queued, no figures: it pulses
+        bars.update(status(phase=phase, state=state, progress=None, error=error))
+        row = bars.progress.tasks[0]
+        bar = bars.progress.columns[1].render(row)
+        assert bar.total == 100 and not bar.pulse and bar.complete_style == "bold red"  # still, and red
+        assert row.stop_time is not None  # its clock stopped: the row is finished
+    drawn = out.console.file.getvalue()
+    assert RED + f"{TID[:8]} ocr" in drawn  # the label in red
+    assert RED + shown in drawn  # the error in the row, as text (task data is never markup)
+
+
+def test_wait_in_a_tty_keeps_running_and_succeeded_rows_unred():
+    out, bars = _tty_bars()
+    with bars:
+        bars.update(status(**RUNNING))
+        bars.update(status())
+        assert bars.progress.tasks[0].fields["ended_style"] == ""
+    drawn = out.console.file.getvalue()
+    assert RED not in drawn
+    assert "\x1b[32msucceeded" in drawn  # green
 
 
 def test_no_result_backend_is_a_usage_error():

@@ -157,6 +157,21 @@ class TestMeasure:
         )
         assert measure.take_stored("abc", "SUCCESS") is None
 
+    def test_the_record_keeps_the_ttl_this_result_got_not_the_apps_setting(self):
+        from celery_ext.bootstep import _stored_result_fields
+
+        measure._note.stored = measure.StoredResult(b"celery-task-meta-abc", "SUCCESS", 10, 100.0, 120)
+        fields, direct = _stored_result_fields("abc", "SUCCESS", ran_here=True)
+        assert fields == {"result_bytes": 10, "result_expires_ts": "100.0", "result_expires_s": 120}
+        assert direct is True
+
+    def test_a_result_without_ttl_leaves_the_apps_setting_in_the_record(self):
+        from celery_ext.bootstep import _stored_result_fields
+
+        measure._note.stored = measure.StoredResult(b"celery-task-meta-abc", "SUCCESS", 10, None)
+        fields, _ = _stored_result_fields("abc", "SUCCESS", ran_here=False)
+        assert fields == {"result_bytes": 10, "result_expires_ts": "never"}
+
     @pytest.mark.parametrize(
         ("value", "nbytes"), [("plain", 5), ("é", 2), ("\udcff", 3), (b"\x00\x01", 2)], ids=["ascii", "utf8", "surrogate", "bytes"]
     )
