@@ -241,8 +241,8 @@ class RecordStore:
     # -- the "queued" index, for the board's "stuck" section ------------------------------
     def queued_before(self, cutoff: float, limit: int) -> list[tuple[str, float]]:
         """The oldest ``limit`` ids of the queued index sent before ``cutoff`` (epoch
-        seconds), with their send times, oldest first (ids that are not valid task ids are
-        skipped)."""
+        seconds), with their send times, oldest first. Members that are not valid task ids
+        are removed, so they cannot keep real ones off the page."""
         if not self.enabled or limit <= 0:
             return []
         try:
@@ -252,11 +252,18 @@ class RecordStore:
         except backend_errors() as exc:
             raise unavailable(self, exc) from exc
         found: list[tuple[str, float]] = []
+        foreign = []
         for member, score in raw:
             try:
                 found.append((validate_task_id(text_of(member)), float(score)))
-            except ValueError:
-                continue
+            except ValueError:  # written by something else: it must not hold a slot for good
+                foreign.append(member)
+        if foreign:
+            logger.warning("fileintel: dropping %d id(s) from %s: not valid task ids", len(foreign), text_of(self.queued_key))
+            try:
+                self.client().zrem(self.queued_key, *foreign)
+            except backend_errors() as exc:
+                raise unavailable(self, exc) from exc
         return found
 
     def queues_of(self, task_ids: list[str]) -> list[str | None]:

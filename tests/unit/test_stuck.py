@@ -128,6 +128,17 @@ def test_find_stuck_reads_one_page_keeps_the_queued_and_prunes_the_rest(app_and_
     assert [t.status.task_id for t in stuck] == ids[2:4]  # sent 400 and 300 s ago; 200 s is not stuck yet
 
 
+def test_a_member_that_is_no_task_id_leaves_the_index_instead_of_holding_a_slot(app_and_redis, monkeypatch):
+    app, client = app_and_redis
+    store = store_for(app)
+    real = str(uuid.uuid4())
+    client.zadd(store.queued_key, {"not a task id": NOW - 900, b"\xff\xfe": NOW - 800, real: NOW - 700})
+    monkeypatch.setattr(lookup, "describe_many", lambda app, ids, **_: [status(i, Phase.QUEUED) for i in ids])
+    assert [t.status.task_id for t in find_stuck(app, older_than_s=300, limit=2, now=NOW)] == []
+    assert client.zrange(store.queued_key, 0, -1) == [real.encode()]
+    assert [t.status.task_id for t in find_stuck(app, older_than_s=300, limit=2, now=NOW)] == [real]
+
+
 def test_find_stuck_with_nothing_old_enough_asks_nothing_more(app_and_redis, monkeypatch):
     app, client = app_and_redis
     client.zadd(store_for(app).queued_key, {str(uuid.uuid4()): NOW - 10})
