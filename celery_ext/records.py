@@ -11,6 +11,8 @@ so ``result_backend_transport_options={"global_keyprefix": ...}`` carries over::
     <prefix>fileintel-record-<id>     our record (hash)
     <prefix>fileintel-active          ids of started, unfinished tasks (sorted set, by start time)
     <prefix>fileintel-finished        ids of the last finished tasks (sorted set, by end time)
+    <prefix>fileintel-queued          ids a producer sent (sorted set, by send time); readers
+                                      drop the ones that moved on (``stuck.py``)
     <prefix>fileintel-worker-<inc>    a worker incarnation's last liveness beat (Redis time)
 """
 
@@ -49,6 +51,7 @@ __all__ = [
     "FINISHED_INDEX_SIZE",
     "FAILED_INDEX_SIZE",
     "ACTIVE_READ_LIMIT",
+    "QUEUED_INDEX_SIZE",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ _RECORD = b"fileintel-record-"
 _ACTIVE = b"fileintel-active"
 _FINISHED = b"fileintel-finished"
 _FAILED = b"fileintel-failed"
+_QUEUED = b"fileintel-queued"
 _WORKER = b"fileintel-worker-"
 #: How many finished ids the "finished" index keeps (the board's "recently finished").
 FINISHED_INDEX_SIZE = 1000
@@ -67,6 +71,9 @@ FAILED_INDEX_SIZE = 1000
 #: How many of the newest started, unfinished tasks readers of the "active" index look at
 #: (the board, the inventory, short ids): their cost stays bounded however many run.
 ACTIVE_READ_LIMIT = 200
+#: At most this many ids in the "queued" index: past it the writer's trim drops the newest,
+#: so the oldest (the ones the board's "stuck" section shows) stay.
+QUEUED_INDEX_SIZE = 100_000
 
 
 class RecordStore:
@@ -131,6 +138,10 @@ class RecordStore:
         return self.prefix + _FAILED
 
     @property
+    def queued_key(self) -> bytes:
+        return self.prefix + _QUEUED
+
+    @property
     def worker_key_prefix(self) -> bytes:
         return self.prefix + _WORKER
 
@@ -138,7 +149,10 @@ class RecordStore:
         return self.worker_key_prefix + incarnation.encode()
 
     def keys_for_write(self, task_id: str) -> list[bytes]:
-        return [self.record_key(task_id), self.meta_key(task_id), self.active_key, self.finished_key, self.failed_key]
+        return [
+            self.record_key(task_id), self.meta_key(task_id), self.active_key, self.finished_key, self.failed_key,
+            self.queued_key,
+        ]
 
     # -- clients ------------------------------------------------------------------------
     def client(self) -> Redis:
@@ -222,6 +236,58 @@ class RecordStore:
             (text_of(state) if state is not None else None, text_of(name) if name is not None else None)
             for state, name in replies
         ]
+
+
+    # -- the "queued" index, for the board's "stuck" section ------------------------------
+    def queued_before(self, cutoff: float, limit: int) -> list[tuple[str, float]]:
+        """The oldest ``limit`` ids of the queued index sent before ``cutoff`` (epoch
+        seconds), with their send times, oldest first. Members that are not valid task ids
+        are removed, so they cannot keep real ones off the page."""
+        if not self.enabled or limit <= 0:
+            return []
+        try:
+            raw: list[Any] = self.client().zrangebyscore(
+                self.queued_key, "-inf", f"({cutoff!r}", start=0, num=limit, withscores=True
+            )
+        except backend_errors() as exc:
+            raise unavailable(self, exc) from exc
+        found: list[tuple[str, float]] = []
+        foreign = []
+        for member, score in raw:
+            try:
+                found.append((validate_task_id(text_of(member)), float(score)))
+            except ValueError:  # written by something else: it must not hold a slot for good
+                foreign.append(member)
+        if foreign:
+            logger.warning("fileintel: dropping %d id(s) from %s: not valid task ids", len(foreign), text_of(self.queued_key))
+            try:
+                self.client().zrem(self.queued_key, *foreign)
+            except backend_errors() as exc:
+                raise unavailable(self, exc) from exc
+        return found
+
+    def queues_of(self, task_ids: list[str]) -> list[str | None]:
+        """Each task's recorded ``queue`` (the routing key it was sent with), in one
+        pipelined round trip."""
+        if not self.enabled or not task_ids:
+            return [None for _ in task_ids]
+        try:
+            pipe = self.client().pipeline(transaction=False)
+            for task_id in task_ids:
+                pipe.hget(self.record_key(task_id), "queue")
+            replies = pipe.execute()
+        except backend_errors() as exc:
+            raise unavailable(self, exc) from exc
+        return [text_of(q) if q is not None else None for q in replies]
+
+    def forget_queued(self, task_ids: list[str]) -> None:
+        """Take ids that left the queue out of the queued index (one command)."""
+        if not self.enabled or not task_ids:
+            return
+        try:
+            self.client().zrem(self.queued_key, *task_ids)
+        except backend_errors() as exc:
+            raise unavailable(self, exc) from exc
 
 
 def _is_redis_backend(backend: Any) -> bool:

@@ -68,6 +68,10 @@ class FileIntelSettings:
     #: Let readers (the CLI, Flower) decode results stored as pickle. Off by default: loading
     #: pickle runs code from the store, and viewing a task must not be a way to run code.
     decode_pickle: bool = False
+    #: A task still queued this many seconds after it was sent is "stuck": Flower's board lists
+    #: it (oldest first, with its queue and whether a live worker consumes that queue) and its
+    #: page warns. Needs producers that called ``install(app)`` (they record the send).
+    stuck_after: float = 300.0
 
 
 DEFAULTS: dict[str, Any] = {
@@ -106,6 +110,7 @@ def _validate(settings: FileIntelSettings) -> None:
         "lost_after": "a number of seconds",
         "stalled_after": "a number of seconds",
         "traceback_max": "a number of characters",
+        "stuck_after": "a number of seconds",
     }
     if isinstance(settings.expiry_warning, bool) or not isinstance(settings.expiry_warning, (int, float)) \
             or not settings.expiry_warning >= 0:

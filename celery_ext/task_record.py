@@ -45,7 +45,7 @@ class Rank(enum.IntEnum):
         return cls.SENT
 
 
-# KEYS: record, meta, active index, finished index, failed index
+# KEYS: record, meta, active index, finished index, failed index, queued index
 # ARGV: ttl, state ('' for none), rank, now (epoch seconds), task id, measure ('1': read the
 #       stored result's size and TTL), the fields as one JSON object of strings (one argument
 #       is much cheaper for redis-py to pack than a pair per field), the live fields (JSON).
@@ -86,6 +86,8 @@ if upgrade then
     if ARGV[2] == '$FAILURE' or ARGV[2] == '$REVOKED' then redis.call('ZADD', KEYS[5], now, ARGV[5]) end
   elseif rank == $RUNNING then
     redis.call('ZADD', KEYS[3], now, ARGV[5])
+  elseif rank == $SENT then
+    redis.call('ZADD', KEYS[6], now, ARGV[5])  -- a producer's send; readers drop it once it moves on
   end
 else
   for k, v in pairs(given) do
@@ -100,7 +102,7 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return upgrade and 1 or 0
 """).substitute(
-    TERMINAL=int(Rank.TERMINAL), RUNNING=int(Rank.RUNNING), FAILURE=states.FAILURE, REVOKED=states.REVOKED
+    TERMINAL=int(Rank.TERMINAL), RUNNING=int(Rank.RUNNING), SENT=int(Rank.SENT), FAILURE=states.FAILURE, REVOKED=states.REVOKED
 )
 
 #: Terminal states the "failed" index keeps.

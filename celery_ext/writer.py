@@ -34,6 +34,7 @@ from celery_ext.record_writes import RecordWrite, WaitingWrites, coalesce
 from celery_ext.records import (
     FAILED_INDEX_SIZE,
     FINISHED_INDEX_SIZE,
+    QUEUED_INDEX_SIZE,
     RecordStore,
     store_for,
 )
@@ -63,6 +64,9 @@ TRIM_INTERVAL = 1.0
 #: How many ids of tasks this writer finished it remembers: a second terminal write for one
 #: of them (a duplicate signal) goes through the write script, which keeps the first.
 REMEMBERED_TERMINAL = 10_000
+#: At most this many ids a worker took off the queue wait for the next trim to leave the
+#: "queued" index (one ZREM a second); past it, readers drop the others lazily (``stuck.py``).
+LEFT_QUEUE_BATCH = 10_000
 
 
 class RecordWriter:
@@ -86,6 +90,9 @@ class RecordWriter:
         self._running: set[str] = set()
         #: Ids this writer wrote a terminal state for (the newest REMEMBERED_TERMINAL).
         self._finished: dict[str, None] = {}
+        #: Ids a worker received, started or finished since the last trim: the trim takes
+        #: them out of the "queued" index in one command, not one per task.
+        self._left_queue: set[str] = set()
         self._waiting = WaitingWrites()  # touched by the thread only
         #: Writes with a ``not_before``, for the thread to take (deque appends are atomic).
         self._lane: deque[RecordWrite] = deque()
@@ -264,7 +271,18 @@ class RecordWriter:
                 pipe.zremrangebyscore(store.active_key, "-inf", time.time() - ttl)
                 pipe.zremrangebyrank(store.finished_key, 0, -FINISHED_INDEX_SIZE - 1)
                 pipe.zremrangebyrank(store.failed_key, 0, -FAILED_INDEX_SIZE - 1)
+                self._trim_queued(pipe, store, ttl)
             pipe.execute()
+
+    def _trim_queued(self, pipe: Any, store: RecordStore, ttl: int) -> None:
+        """The "queued" index: ids older than the record TTL go, and past QUEUED_INDEX_SIZE
+        the newest (the oldest are what the board's "stuck" section shows); ids this
+        process's worker took off the queue go in one ZREM."""
+        pipe.zremrangebyscore(store.queued_key, "-inf", time.time() - ttl)
+        pipe.zremrangebyrank(store.queued_key, QUEUED_INDEX_SIZE, -1)
+        if self._left_queue:
+            pipe.zrem(store.queued_key, *self._left_queue)
+            self._left_queue = set()
 
     def _is_direct(self, w: RecordWrite) -> bool:
         return w.direct and w.state is not None and w.task_id not in self._finished
@@ -290,7 +308,7 @@ class RecordWriter:
         assert self._sha is not None
         target.evalsha(
             self._sha,
-            5,
+            6,
             *store.keys_for_write(w.task_id),
             ttl,
             w.state or "",
@@ -306,6 +324,8 @@ class RecordWriter:
         if w.state is None:
             return
         rank = Rank.of(w.state)
+        if rank > Rank.SENT and len(self._left_queue) < LEFT_QUEUE_BATCH:
+            self._left_queue.add(w.task_id)
         if rank is Rank.RUNNING:
             if w.task_id not in self._finished:
                 self._running.add(w.task_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import threading
 import time
@@ -15,6 +16,12 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from flower_fileintel import metrics
+from flower_fileintel.consumers import (
+    QueueConsumers,
+    consumers_of,
+    live_worker_queues,
+    needs_inspection,
+)
 from flower_fileintel.formatting import (
     STALLED_AFTER_S,
     elapsed_s,
@@ -37,7 +44,15 @@ BOARD_FINISHED_LIMIT = 25
 #: many, cannot push them out of sight as they do in "recently finished".
 BOARD_FAILURES_LIMIT = 10
 
+#: Tasks the board's "stuck" section shows (queued longer than ``fileintel_stuck_after``,
+#: oldest first): what one snapshot reads of the "queued" index, whatever it holds.
+BOARD_STUCK_LIMIT = 25
+#: While tasks are stuck and a live worker's queues are unknown (or were inspected longer ago
+#: than this), ask Flower to inspect its workers again, at most this often.
+INSPECT_AGAIN_S = 60.0
+
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 class PluginState:
     """What the plugin keeps per Flower application: settings, executors and the live hub."""
@@ -57,6 +72,8 @@ class PluginState:
         metrics.start_inventory(self.capp)
         self._board_lock = threading.Lock()
         self._finished_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        #: When we last asked Flower to inspect its workers (it also does as it starts).
+        self._inspected_at = -INSPECT_AGAIN_S
 
     async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking call in the lookup pool, off the IOLoop."""
@@ -79,11 +96,43 @@ class PluginState:
         return await self.run(celery_ext.describe_many, self.capp, task_ids)
 
     async def board_snapshot(self) -> dict[str, Any]:
-        return await self.run(self._board_snapshot)
+        snapshot = await self.run(self._board_snapshot)
+        # On the IOLoop: Flower's view of its workers is only touched there.
+        workers = self.live_worker_queues()
+        for entry in snapshot["stuck"]:
+            entry["consumers"] = consumers_of(entry["queue"], workers).to_dict(entry["queue"])
+        if snapshot["stuck"]:
+            self.inspect_workers_if_stale(workers)
+        return snapshot
+
+    def live_worker_queues(self) -> dict[str, frozenset[str] | None] | None:
+        """Flower's live workers and their queues (``consumers.live_worker_queues``); call on
+        the IOLoop."""
+        events = getattr(getattr(self.application, "events", None), "state", None)
+        try:
+            return live_worker_queues(dict(getattr(events, "workers", None) or {}), self.application.workers)
+        except Exception:  # Flower's internals changed shape: "unknown", never a broken board
+            logger.warning("fileintel: cannot read Flower's workers", exc_info=True)
+            return None
+
+    def inspect_workers_if_stale(self, workers: dict[str, frozenset[str] | None] | None) -> None:
+        """Ask Flower to inspect its workers again (their ``active_queues``) when a live one
+        is not known yet or the last inspection is old, at most every INSPECT_AGAIN_S; call
+        on the IOLoop."""
+        now = time.monotonic()
+        if now - self._inspected_at < INSPECT_AGAIN_S and not needs_inspection(workers):
+            return
+        if now - self._inspected_at < INSPECT_AGAIN_S / 4:
+            return  # asked lately: its replies are on their way
+        self._inspected_at = now
+        try:
+            self.application.update_workers()
+        except Exception:
+            logger.warning("fileintel: cannot ask Flower to inspect its workers", exc_info=True)
 
     def _board_snapshot(self) -> dict[str, Any]:
-        """Running, recently finished, pinned failures and expiring-soon tasks (runs in the
-        lookup pool).
+        """Running, stuck, recently finished, pinned failures and expiring-soon tasks (runs in
+        the lookup pool; ``board_snapshot`` adds who consumes each stuck task's queue).
 
         A finished task does not change, so its board entry (which never holds the result)
         is read once and cached; only its expiry is recomputed. Results above
@@ -91,6 +140,10 @@ class PluginState:
         """
         from celery_ext.lookup import METADATA_ONLY_BYTES, describe_many
         from celery_ext.records import ACTIVE_READ_LIMIT, recent_task_ids
+        from celery_ext.stuck import find_stuck
+
+        stuck_after = self.settings.stuck_after
+        stuck = [stuck_entry(t) for t in find_stuck(self.capp, older_than_s=stuck_after, limit=BOARD_STUCK_LIMIT)]
         active = recent_task_ids(self.capp, "active", ACTIVE_READ_LIMIT)
         finished = recent_task_ids(self.capp, "finished", BOARD_FINISHED_LIMIT)
         failed = recent_task_ids(self.capp, "failed", BOARD_FAILURES_LIMIT)
@@ -122,6 +175,8 @@ class PluginState:
         )
         return {
             "running": running,
+            "stuck": stuck,
+            "stuck_after_s": stuck_after,
             "finished": done,
             "failures": failures,
             "expiring": expiring,
@@ -184,6 +239,18 @@ def running_entry(status: Any, now: datetime, stalled_after: float = STALLED_AFT
     updated = _parse_time(progress.updated_at) if progress is not None else None
     entry["elapsed_s"] = elapsed_s(status.started_at, now)
     entry["stalled_for_s"] = stalled_for_s(updated, now, stalled_after)
+    return entry
+
+
+def stuck_entry(task: Any) -> dict[str, Any]:
+    """A stuck task (``celery_ext.stuck.StuckTask``) as the board shows it: its entry plus
+    ``queue`` and ``queued_for_s``; ``consumers`` comes from Flower's workers."""
+    from flower_fileintel.watchers import board_entry
+
+    entry = board_entry(task.status)
+    entry["queue"] = task.queue
+    entry["queued_for_s"] = round(task.queued_for_s, 3)
+    entry["consumers"] = QueueConsumers("unknown").to_dict(task.queue)
     return entry
 
 

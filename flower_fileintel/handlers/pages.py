@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
 
 from tornado import web
 
 from celery_ext.errors import BackendUnavailable
-from celery_ext.status import Outcome, TaskStatus
+from celery_ext.status import Outcome, Phase, TaskStatus
 from celery_ext.verdict import sentence
 from flower_fileintel import metrics
+from flower_fileintel.consumers import consumers_of
 from flower_fileintel.finished import FINISHED_PHASES
-from flower_fileintel.formatting import duration_text
+from flower_fileintel.formatting import duration_text, elapsed_s
 from flower_fileintel.handlers.base import ApiError, JsonHandler, PageHandler
 from flower_fileintel.state import BOARD_FAILURES_LIMIT, BOARD_FINISHED_LIMIT
 from flower_fileintel.story import events_task, story_of
@@ -98,8 +101,34 @@ class TaskPageHandler(PageHandler):
             raw_url=self.download_url(task_id, page=True, raw=True),
             flower_task_url=self.url_prefix_path(f"/task/{task_id}"),
             story=story_of(events_task(self.application, task_id)),
+            queued=await self.queued_notice(status),
             active_tab="fileintel",
         )
+
+    async def queued_notice(self, status: TaskStatus) -> dict[str, Any] | None:
+        """For a queued task: its queue, how long it has waited, whether that is longer than
+        ``fileintel_stuck_after`` and who consumes its queue (as the board's "stuck" section
+        says it). None for any other phase."""
+        if status.phase is not Phase.QUEUED:
+            return None
+        from celery_ext.stuck import queue_of
+
+        try:
+            queue = await self.plugin.run(queue_of, self.plugin.capp, status.task_id)
+        except BackendUnavailable:  # the status was read a moment ago: show it, queue unknown
+            queue = None
+        age = elapsed_s(status.queued_at, datetime.now(timezone.utc))
+        stuck = age is not None and age > self.plugin.settings.stuck_after
+        workers = self.plugin.live_worker_queues()
+        if stuck:
+            self.plugin.inspect_workers_if_stale(workers)
+        return {
+            "queue": queue,
+            "age_s": age,
+            "stuck": stuck,
+            "stuck_after_text": duration_text(self.plugin.settings.stuck_after),
+            "consumers": consumers_of(queue, workers),
+        }
 
 
 class BoardPageHandler(PageHandler):
@@ -114,6 +143,7 @@ class BoardPageHandler(PageHandler):
             "fileintel_board.html",
             expiry_warning=self.plugin.settings.expiry_warning,
             expiry_warning_text=duration_text(self.plugin.settings.expiry_warning),
+            stuck_after_text=duration_text(self.plugin.settings.stuck_after),
             finished_phases=[p.value for p in FINISHED_PHASES],
             finished_page_size=BOARD_FINISHED_LIMIT,
             failures_limit=BOARD_FAILURES_LIMIT,

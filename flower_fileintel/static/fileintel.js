@@ -211,6 +211,8 @@
 
     function apply(doc) {
       window.fileintelLastDoc = doc;
+      var queued = byId("fi-queued");  // the "queued for" notice: only while it is queued
+      if (queued) { queued.classList.toggle("d-none", doc.phase !== "queued"); }
       setBadge(byId("fi-phase"), doc.phase);
       setText(byId("fi-state"), doc.state || "no state");
       setText(byId("fi-name"), doc.name || "(name not known)");
@@ -374,6 +376,30 @@
                     updatedAt: t.progress && t.progress.updated_at };
         rows[t.task_id] = row;
         if (t.stalled_for_s !== null && t.stalled_for_s !== undefined) { setStalled(row); }
+        return tr;
+      });
+      var stuck = board.stuck || [];
+      setText(byId("fi-stuck-count"), stuck.length);
+      fill("fi-stuck", "fi-stuck-empty", stuck, function (t) {
+        var tr = document.createElement("tr");
+        tr.setAttribute("data-task-id", t.task_id);
+        cell(tr, idCell(t.task_id), "Task");
+        cell(tr, t.name, "Name");
+        var queue = document.createElement("code");
+        queue.className = "fi-queue";
+        queue.textContent = t.queue || "\u2014";
+        cell(tr, queue, "Queue");
+        var age = document.createElement("span");
+        age.className = "fi-elapsed";
+        if (t.queued_at) { age.setAttribute("data-since", t.queued_at); }
+        age.textContent = duration(t.queued_for_s);
+        cell(tr, age, "Queued for");
+        var consumers = t.consumers || { state: "unknown", text: "not known" };
+        var note = document.createElement("span");
+        note.className = "fi-consumers fi-consumers-" + consumers.state;
+        note.textContent = consumers.text;
+        cell(tr, note, "Consumers");
+        cell(tr, when(t.queued_at), "Sent");
         return tr;
       });
       fill("fi-failures", "fi-failures-empty", board.failures || [], function (t) {

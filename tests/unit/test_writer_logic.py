@@ -143,8 +143,28 @@ def test_the_indexes_are_trimmed_at_most_once_per_interval(writer):
     writer._last_trim = 0.0
     first = _commands(writer, [_write(str(uuid.uuid4()), "SENT")])
     second = _commands(writer, [_write(str(uuid.uuid4()), "SENT")])
-    assert first == ["evalsha", "zremrangebyscore", "zremrangebyrank", "zremrangebyrank"]
+    assert first == [
+        "evalsha", "zremrangebyscore", "zremrangebyrank", "zremrangebyrank",
+        "zremrangebyscore", "zremrangebyrank",  # the "queued" index: by age, then by count
+    ]
     assert second == ["evalsha"]
+
+
+def test_ids_a_worker_took_off_the_queue_leave_the_queued_index_at_the_next_trim_in_one_command(writer):
+    store = store_for(writer.app)
+    started = [str(uuid.uuid4()) for _ in range(3)]
+    client = FakeClient()
+    writer._write(store, client, [_write(i, "STARTED") for i in started])
+    assert not [c for c in client.calls if c[0] == "zrem"]  # nothing per task
+    writer._last_trim = 0.0
+    client = FakeClient()
+    writer._write(store, client, [_write(str(uuid.uuid4()), "SENT")])
+    [zrem] = [c for c in client.calls if c[0] == "zrem"]
+    assert zrem[1] == store.queued_key and sorted(zrem[2:]) == sorted(started)
+    writer._last_trim = 0.0
+    client = FakeClient()
+    writer._write(store, client, [_write(str(uuid.uuid4()), "SENT")])
+    assert not [c for c in client.calls if c[0] == "zrem"]  # a sent task has not left the queue
 
 
 class TestMeasure:
