@@ -78,6 +78,16 @@ class PluginState:
 
         return await self.run(celery_ext.describe_many, self.capp, task_ids)
 
+    def mark_fetched(self, task_id: str) -> None:
+        """Record, in the background, that ``task_id``'s result was fetched (the board's
+        "nobody fetched it"); the response never waits for it and never fails by it."""
+        from celery_ext.fetched import mark_fetched
+
+        try:
+            self.executor.submit(mark_fetched, self.capp, task_id)
+        except RuntimeError:  # Flower is shutting down: the pool takes no more work
+            pass
+
     async def board_snapshot(self) -> dict[str, Any]:
         return await self.run(self._board_snapshot)
 
@@ -89,10 +99,14 @@ class PluginState:
         is read once and cached; only its expiry is recomputed. Results above
         METADATA_ONLY_BYTES are not even loaded for that one read.
         """
+        from celery_ext.fetched import record_marks
         from celery_ext.lookup import METADATA_ONLY_BYTES, describe_many
         from celery_ext.records import ACTIVE_READ_LIMIT, recent_task_ids
         active = recent_task_ids(self.capp, "active", ACTIVE_READ_LIMIT)
         finished = recent_task_ids(self.capp, "finished", BOARD_FINISHED_LIMIT)
+        # What changes on a finished task: its expiry (a keep) and its last fetch. One
+        # pipelined read of the board's finished page, whatever the number of tasks.
+        marks = dict(zip(finished, record_marks(self.capp, finished)))
         failed = recent_task_ids(self.capp, "failed", BOARD_FAILURES_LIMIT)
         with self._board_lock:
             missing = list(dict.fromkeys(i for i in finished + failed if i not in self._finished_cache))
@@ -108,7 +122,10 @@ class PluginState:
                     self._finished_cache[status.task_id] = finished_entry(status)
             while len(self._finished_cache) > 4 * (BOARD_FINISHED_LIMIT + BOARD_FAILURES_LIMIT):
                 self._finished_cache.popitem(last=False)
-            done = [_with_current_expiry(self._finished_cache[i], now) for i in finished if i in self._finished_cache]
+            done = [
+                _with_current_expiry(_with_marks(self._finished_cache[i], marks.get(i)), now)
+                for i in finished if i in self._finished_cache
+            ]
             failures = [_with_current_expiry(self._finished_cache[i], now) for i in failed if i in self._finished_cache]
         warning = self.settings.expiry_warning
         expiring = sorted(
@@ -124,6 +141,7 @@ class PluginState:
             "finished": done,
             "failures": failures,
             "expiring": expiring,
+            "expiring_unfetched": sum(1 for d in expiring if d["fetched_at"] is None),
             "expiry_warning_s": warning,
             "stalled_after_s": STALLED_AFTER_S,
         }
@@ -204,6 +222,18 @@ def _parse_time(value: str | None) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _with_marks(entry: dict[str, Any], marks: Any) -> dict[str, Any]:
+    """A cached finished entry with what its record says now (``celery_ext.fetched``): the
+    result's expiry, which a keep moves, and ``fetched_at``, the last time someone fetched
+    the result through the CLI or the API (None: nobody has)."""
+    fetched = marks.fetched_at if marks is not None else None
+    entry = {**entry, "fetched_at": fetched.isoformat() if fetched is not None else None}
+    expires = marks.result_expires_at if marks is not None else None
+    if expires is not None and entry.get("result_available") and entry.get("result_expires_at"):
+        entry["result_expires_at"] = expires.isoformat()
+    return entry
 
 
 def _with_current_expiry(entry: dict[str, Any], now: float) -> dict[str, Any]:
