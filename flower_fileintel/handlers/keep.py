@@ -46,12 +46,13 @@ class KeepApiHandler(ApiHandler):
 
     @web.authenticated
     async def get(self, task_id: str) -> None:
-        self.set_header("Allow", "POST")
-        raise ApiError(
+        error = ApiError(
             405, "method_not_allowed",
             "keeping a result changes it, so it takes a POST: POST this address with for=7d "
             "(a duration: 90s, 30m, 12h or 7d)",
         )
+        self.set_header("Allow", "POST")  # answered here: raising would clear the header
+        self.write_json(405, error.body())
 
     @web.authenticated
     async def post(self, task_id: str) -> None:
