@@ -57,6 +57,9 @@ class PluginState:
         metrics.start_inventory(self.capp)
         self._board_lock = threading.Lock()
         self._finished_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        #: The record's result expiry when each cached entry was read: a keep changes it, and
+        #: the entry is then read again (describe decides the expiry, not the board).
+        self._expiry_seen: dict[str, datetime | None] = {}
 
     async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking call in the lookup pool, off the IOLoop."""
@@ -109,6 +112,9 @@ class PluginState:
         marks = dict(zip(finished, record_marks(self.capp, finished)))
         failed = recent_task_ids(self.capp, "failed", BOARD_FAILURES_LIMIT)
         with self._board_lock:
+            for task_id, mark in marks.items():
+                if task_id in self._finished_cache and self._expiry_seen.get(task_id) != mark.result_expires_at:
+                    del self._finished_cache[task_id]  # kept since it was read: read it again
             missing = list(dict.fromkeys(i for i in finished + failed if i not in self._finished_cache))
         ids = active + missing
         # The board shows no results: load none but small progress payloads.
@@ -120,8 +126,11 @@ class PluginState:
             for status in statuses[len(active):]:
                 if status.ready:
                     self._finished_cache[status.task_id] = finished_entry(status)
+                    seen = marks.get(status.task_id)
+                    self._expiry_seen[status.task_id] = seen.result_expires_at if seen else None
             while len(self._finished_cache) > 4 * (BOARD_FINISHED_LIMIT + BOARD_FAILURES_LIMIT):
-                self._finished_cache.popitem(last=False)
+                oldest, _ = self._finished_cache.popitem(last=False)
+                self._expiry_seen.pop(oldest, None)
             done = [
                 _with_current_expiry(_with_marks(self._finished_cache[i], marks.get(i)), now)
                 for i in finished if i in self._finished_cache
@@ -225,15 +234,11 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def _with_marks(entry: dict[str, Any], marks: Any) -> dict[str, Any]:
-    """A cached finished entry with what its record says now (``celery_ext.fetched``): the
-    result's expiry, which a keep moves, and ``fetched_at``, the last time someone fetched
-    the result through the CLI or the API (None: nobody has)."""
+    """A cached finished entry with ``fetched_at`` as its record says now
+    (``celery_ext.fetched``): the last time someone fetched the result through the CLI or the
+    API (None: nobody has)."""
     fetched = marks.fetched_at if marks is not None else None
-    entry = {**entry, "fetched_at": fetched.isoformat() if fetched is not None else None}
-    expires = marks.result_expires_at if marks is not None else None
-    if expires is not None and entry.get("result_available") and entry.get("result_expires_at"):
-        entry["result_expires_at"] = expires.isoformat()
-    return entry
+    return {**entry, "fetched_at": fetched.isoformat() if fetched is not None else None}
 
 
 def _with_current_expiry(entry: dict[str, Any], now: float) -> dict[str, Any]:

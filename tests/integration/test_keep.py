@@ -176,6 +176,20 @@ def test_cli_result_records_the_fetch_and_status_does_not(app, worker, redis_cli
     assert abs(fetched - time.time()) < 60
 
 
+def test_a_fetch_mark_that_cannot_be_written_never_fails_the_reader(app, worker, redis_client, redis_server):
+    from celery_ext.fetched import mark_fetched
+
+    task_id = finished_task(app)
+    assert mark_fetched(app, task_id) is True
+    assert not mark_fetched(app, str(uuid.uuid4()))  # no record: none is created
+    assert redis_client.keys("*fileintel-record-*") == [store_for(app).record_key(task_id)]
+    odd = "odd-" + uuid.uuid4().hex
+    redis_client.set(store_for(app).record_key(odd), "not a hash")  # WRONGTYPE for HSET
+    assert mark_fetched(app, odd) is False
+    redis_server.stop()
+    assert mark_fetched(app, task_id) is False  # Redis down: logged, not raised
+
+
 # --------------------------------------------------------------------------------------------
 # Flower
 
@@ -256,6 +270,12 @@ def test_the_result_api_marks_the_fetch_and_the_board_tells_who_nobody_fetched(a
     by_id = {e["task_id"]: e for e in board["expiring"]}
     assert by_id[fetched]["fetched_at"] is not None and by_id[untouched]["fetched_at"] is None
     assert board["expiring_unfetched"] == 1
+
+    # The page's download link counts as a fetch too.
+    downloaded = finished_task(app)
+    resp = http_get(flower.url(f"/fileintel/task/{downloaded}/download"), auth=AUTH)
+    assert resp.status == 200 and json.loads(resp.body) == 5
+    harness.wait_for(lambda: redis_client.hget(store_for(app).record_key(downloaded), "fetched_at"), what="the mark")
 
     # A kept result leaves "expiring soon" on the next snapshot, though its entry is cached.
     assert http_post(flower.url(f"/api/fileintel/task/{untouched}/keep"), "for=7d", auth=AUTH).status == 200

@@ -205,21 +205,14 @@ def test_cli_help_describes_the_argument_and_option(app):
 # the board: the record's marks over a cached entry
 
 
-def test_board_entry_takes_the_records_new_expiry_and_fetch():
+def test_board_entry_takes_the_records_last_fetch():
     from celery_ext.fetched import RecordMarks
-    from flower_fileintel.state import _with_current_expiry, _with_marks
+    from flower_fileintel.state import _with_marks
 
-    old = NOW + timedelta(minutes=5)
-    entry = {"task_id": TID, "result_available": True, "result_expires_at": old.isoformat(), "expires_in_s": 300.0}
-    kept_until = NOW + timedelta(days=7)
+    entry = {"task_id": TID, "result_available": True, "result_expires_at": NOW.isoformat()}
     fetched = NOW - timedelta(minutes=1)
-    merged = _with_current_expiry(_with_marks(entry, RecordMarks(kept_until, fetched)), NOW.timestamp())
-    assert merged["result_expires_at"] == kept_until.isoformat()
-    assert merged["expires_in_s"] == 7 * 86400
-    assert merged["fetched_at"] == fetched.isoformat()
-    assert entry["result_expires_at"] == old.isoformat()  # the cached entry is not changed
-    nobody = _with_marks(entry, RecordMarks(None, None))
-    assert nobody["fetched_at"] is None and nobody["result_expires_at"] == old.isoformat()
-    # a result that is gone stays gone, whatever the record says
-    gone = {**entry, "result_available": False}
-    assert _with_marks(gone, RecordMarks(kept_until, None))["result_expires_at"] == old.isoformat()
+    merged = _with_marks(entry, RecordMarks(NOW + timedelta(days=7), fetched))
+    assert merged == {**entry, "fetched_at": fetched.isoformat()}  # the expiry is describe's to tell
+    assert "fetched_at" not in entry  # the cached entry is not changed
+    assert _with_marks(entry, RecordMarks(None, None))["fetched_at"] is None
+    assert _with_marks(entry, None)["fetched_at"] is None
