@@ -126,12 +126,14 @@ class Kept:
     requested_s: int
 
     def to_dict(self) -> dict[str, object]:
+        """What ``keep --json`` prints and the keep API answers (the same code for both)."""
         return {
             "task_id": self.task_id,
             "kept": True,
             "verdict": self.verdict,
             "result_expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "requested_s": self.requested_s,
+            "message": self.sentence(),
         }
 
     def sentence(self) -> str:

@@ -41,7 +41,7 @@ class DurationType(click.ParamType):  # type: ignore[type-arg]
     help="How long to keep the result from now: a whole number and a unit, s, m, h or d "
     "(90s, 30m, 12h, 7d; at most 30d). A result that already lives longer is left as it is.",
 )
-@make_json_option('Print {"task_id", "kept", "verdict", "result_expires_at", ...} as JSON on stdout.')
+@make_json_option('Print {"task_id", "kept", "verdict", "result_expires_at", "message", ...} as JSON on stdout.')
 @click.pass_context
 @handle_preload_options
 def keep(ctx: click.Context, task_id: str, duration: int, as_json: bool, **kwargs: Any) -> None:

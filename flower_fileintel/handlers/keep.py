@@ -85,4 +85,4 @@ class KeepApiHandler(ApiHandler):
                 raise ApiError(501, "keep_unsupported", str(exc)) from exc
             status_code, code = KEEP_API[exc.reason]
             raise ApiError(status_code, code, str(exc), task=exc.status.to_dict()) from exc
-        self.write_json(200, {**kept.to_dict(), "message": kept.sentence()})
+        self.write_json(200, kept.to_dict())

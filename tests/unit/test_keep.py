@@ -135,6 +135,7 @@ def test_sentences_say_until_when():
     assert "never expires" in Kept(TID, "never", None, 60).sentence()
     assert Kept(TID, "kept", until, 604800).to_dict() == {
         "task_id": TID, "kept": True, "verdict": "kept", "result_expires_at": until.isoformat(), "requested_s": 604800,
+        "message": f"task {TID}'s result is kept until 2026-12-10 12:00:00 UTC",
     }
 
 
