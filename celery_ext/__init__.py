@@ -5,6 +5,7 @@
     import celery_ext
     celery_ext.install(app)                     # bootstep, receivers, defaults
     status = celery_ext.describe(app, task_id)  # -> TaskStatus
+    celery_ext.keep(app, task_id, 7 * 86400)    # keep its result a week longer -> Kept
     status.to_dict()                            # the fileintel.task-status/1 document
 
 This module is imported on every ``celery`` invocation (the ``fileintel`` command is a
@@ -27,6 +28,10 @@ __all__ = [
     "describe_many",
     "stream_result",
     "wait",
+    "keep",
+    "Kept",
+    "KeepRefused",
+    "InvalidDuration",
     "WaitResult",
     "WaitTimeout",
     "BackendLost",
@@ -50,6 +55,10 @@ _EXPORTS = {
     "describe_many": "celery_ext.lookup",
     "stream_result": "celery_ext.download",
     "wait": "celery_ext.watch",
+    "keep": "celery_ext.keeping",
+    "Kept": "celery_ext.keeping",
+    "KeepRefused": "celery_ext.keeping",
+    "InvalidDuration": "celery_ext.keeping",
     "WaitResult": "celery_ext.watch",
     "WaitTimeout": "celery_ext.watch",
     "BackendLost": "celery_ext.watch",
@@ -74,6 +83,7 @@ if TYPE_CHECKING:
         ResultNotSerializable,
         ResultTooLarge,
     )
+    from celery_ext.keeping import InvalidDuration, KeepRefused, Kept, keep
     from celery_ext.lookup import describe, describe_many
     from celery_ext.progress import report_progress
     from celery_ext.settings import FileIntelSettings, get_settings

@@ -134,6 +134,7 @@ class RecordFields(TypedDict, total=False):
     error_message: str
     error_traceback: str | None
     progress: str  # the last report_progress() (JSON); written as a live field
+    fetched_at: float  # the last read of the result through the CLI or the API (fetched.py)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class TaskRecord:
     error_traceback: str | None = None  # head and tail, at most fileintel_traceback_max
     progress: str | None = None  # the last report_progress() (JSON), kept past a revoke
     incarnation: str | None = None  # the worker incarnation that started it (liveness key)
+    fetched_at: datetime | None = None  # last read through the CLI or the API (readers write it)
 
     @property
     def terminal(self) -> bool:
@@ -202,6 +204,7 @@ class TaskRecord:
             error_traceback=data.get("error_traceback"),
             progress=data.get("progress"),
             incarnation=data.get("incarnation"),
+            fetched_at=_time(data.get("fetched_at")),
         )
 
 

@@ -74,6 +74,9 @@ class PluginState:
         self._finished_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         #: When we last asked Flower to inspect its workers (it also does as it starts).
         self._inspected_at = -INSPECT_AGAIN_S
+        #: The record's result expiry when each cached entry was read: a keep changes it, and
+        #: the entry is then read again (describe decides the expiry, not the board).
+        self._expiry_seen: dict[str, datetime | None] = {}
 
     async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking call in the lookup pool, off the IOLoop."""
@@ -94,6 +97,16 @@ class PluginState:
         import celery_ext
 
         return await self.run(celery_ext.describe_many, self.capp, task_ids)
+
+    def mark_fetched(self, task_id: str) -> None:
+        """Record, in the background, that ``task_id``'s result was fetched (the board's
+        "nobody fetched it"); the response never waits for it and never fails by it."""
+        from celery_ext.fetched import mark_fetched
+
+        try:
+            self.executor.submit(mark_fetched, self.capp, task_id)
+        except RuntimeError:  # Flower is shutting down: the pool takes no more work
+            pass
 
     async def board_snapshot(self) -> dict[str, Any]:
         snapshot = await self.run(self._board_snapshot)
@@ -138,6 +151,7 @@ class PluginState:
         is read once and cached; only its expiry is recomputed. Results above
         METADATA_ONLY_BYTES are not even loaded for that one read.
         """
+        from celery_ext.fetched import record_marks
         from celery_ext.lookup import METADATA_ONLY_BYTES, describe_many
         from celery_ext.records import ACTIVE_READ_LIMIT, recent_task_ids
         from celery_ext.stuck import find_stuck
@@ -146,8 +160,14 @@ class PluginState:
         stuck = [stuck_entry(t) for t in find_stuck(self.capp, older_than_s=stuck_after, limit=BOARD_STUCK_LIMIT)]
         active = recent_task_ids(self.capp, "active", ACTIVE_READ_LIMIT)
         finished = recent_task_ids(self.capp, "finished", BOARD_FINISHED_LIMIT)
+        # What changes on a finished task: its expiry (a keep) and its last fetch. One
+        # pipelined read of the board's finished page, whatever the number of tasks.
+        marks = dict(zip(finished, record_marks(self.capp, finished)))
         failed = recent_task_ids(self.capp, "failed", BOARD_FAILURES_LIMIT)
         with self._board_lock:
+            for task_id, mark in marks.items():
+                if task_id in self._finished_cache and self._expiry_seen.get(task_id) != mark.result_expires_at:
+                    del self._finished_cache[task_id]  # kept since it was read: read it again
             missing = list(dict.fromkeys(i for i in finished + failed if i not in self._finished_cache))
         ids = active + missing
         # The board shows no results: load none but small progress payloads.
@@ -160,9 +180,15 @@ class PluginState:
             for status in statuses[len(active):]:
                 if status.ready:
                     self._finished_cache[status.task_id] = finished_entry(status)
+                    seen = marks.get(status.task_id)
+                    self._expiry_seen[status.task_id] = seen.result_expires_at if seen else None
             while len(self._finished_cache) > 4 * (BOARD_FINISHED_LIMIT + BOARD_FAILURES_LIMIT):
-                self._finished_cache.popitem(last=False)
-            done = [_with_current_expiry(self._finished_cache[i], now) for i in finished if i in self._finished_cache]
+                oldest, _ = self._finished_cache.popitem(last=False)
+                self._expiry_seen.pop(oldest, None)
+            done = [
+                _with_current_expiry(_with_marks(self._finished_cache[i], marks.get(i)), now)
+                for i in finished if i in self._finished_cache
+            ]
             failures = [_with_current_expiry(self._finished_cache[i], now) for i in failed if i in self._finished_cache]
         warning = self.settings.expiry_warning
         expiring = sorted(
@@ -180,6 +206,7 @@ class PluginState:
             "finished": done,
             "failures": failures,
             "expiring": expiring,
+            "expiring_unfetched": sum(1 for d in expiring if d["fetched_at"] is None),
             "expiry_warning_s": warning,
             "stalled_after_s": stalled_after,
         }
@@ -272,6 +299,14 @@ def _parse_time(value: str | None) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _with_marks(entry: dict[str, Any], marks: Any) -> dict[str, Any]:
+    """A cached finished entry with ``fetched_at`` as its record says now
+    (``celery_ext.fetched``): the last time someone fetched the result through the CLI or the
+    API (None: nobody has)."""
+    fetched = marks.fetched_at if marks is not None else None
+    return {**entry, "fetched_at": fetched.isoformat() if fetched is not None else None}
 
 
 def _with_current_expiry(entry: dict[str, Any], now: float) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from flower_fileintel.handlers import (
     BoardPollHandler,
     DownloadApiHandler,
     FinishedPollHandler,
+    KeepApiHandler,
     PageDownloadHandler,
     PageRawDownloadHandler,
     RawDownloadApiHandler,
@@ -44,6 +45,7 @@ ROUTES: list[tuple[str, type[Any], str]] = [
     (r"/api/fileintel/task/([^/]+)/result", ResultApiHandler, "fileintel-api-result"),
     (r"/api/fileintel/task/([^/]+)/result/download", DownloadApiHandler, "fileintel-api-download"),
     (r"/api/fileintel/task/([^/]+)/result/raw", RawDownloadApiHandler, "fileintel-api-raw"),
+    (r"/api/fileintel/task/([^/]+)/keep", KeepApiHandler, "fileintel-api-keep"),
 ]
 #: Every route name (the auth tests check the live router against it).
 ROUTE_NAMES = frozenset(name for _, _, name in ROUTES)

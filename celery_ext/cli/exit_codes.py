@@ -70,3 +70,15 @@ WAIT_EXIT: Mapping[str, ExitCode] = {
     "unknown": ExitCode.UNKNOWN,
     "not_ready": ExitCode.TIMEOUT,
 }
+
+#: ``keep``: 0 when the result was kept (or already lives that long), else why it cannot be.
+#: Outcomes whose result is stored go on to the keep itself, which exits 0, or 3 when the
+#: result expired in between.
+KEEP_EXIT: Mapping[str, ExitCode] = {
+    **{outcome: ExitCode.OK for outcome in ("ok", "too_large", "not_readable", "failed", "revoked", "lost")},
+    "expired": ExitCode.EXPIRED,
+    "evicted": ExitCode.EXPIRED,
+    "no_result": ExitCode.EXPIRED,
+    "unknown": ExitCode.UNKNOWN,
+    "not_ready": ExitCode.USAGE,
+}

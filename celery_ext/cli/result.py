@@ -100,6 +100,10 @@ def result(
         if as_json:
             out.json(task.to_dict())
         code = _report_result(out, task, output=output, print_value=not as_json, waited=wait_, timeout=timeout)
+        if code is ExitCode.OK:
+            from celery_ext.fetched import mark_fetched
+
+            mark_fetched(out.app, task_id)  # for the board's "expiring, nobody fetched it"; never fails
     ctx.exit(code)
 
 

@@ -30,6 +30,7 @@ from flower_fileintel.handlers.download import (
     RawDownloadApiHandler,
 )
 from flower_fileintel.handlers.events import BoardEventsHandler, TaskEventsHandler
+from flower_fileintel.handlers.keep import KEEP_API, KeepApiHandler
 from flower_fileintel.handlers.pages import (
     PAGE_BANNER,
     BoardPageHandler,
@@ -63,4 +64,6 @@ __all__ = [
     "ResultApiHandler",
     "DownloadApiHandler",
     "RawDownloadApiHandler",
+    "KeepApiHandler",
+    "KEEP_API",
 ]

@@ -61,6 +61,7 @@ class ResultApiHandler(ApiHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         self.finish(body)
+        self.plugin.mark_fetched(status.task_id)
 
     async def _wait(self, task_id: str, status: TaskStatus, seconds: float) -> TaskStatus:
         """Wait for a final state until a monotonic deadline. Subscribe first, then re-read,

@@ -141,6 +141,7 @@ async def stream_download(handler: Any, task_id: str, *, raw: bool = False) -> N
     metrics.OUTCOMES.labels(handler.route, "ok").inc()
     logger.debug("flower-fileintel: sent %d bytes of task %s's result", total, task_id)
     handler.finish()
+    plugin.mark_fetched(task_id)
 
 
 def abort_transfer(handler: Any, task_id: str, exc: BaseException) -> None:

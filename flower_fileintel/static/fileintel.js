@@ -271,6 +271,54 @@
     }
 
     if (!wasReady) { connect(root, onData, null); }
+    keepButton(root);
+  }
+
+  /* "Keep 7 days": POST to the keep API, authenticated as Flower's own task actions (the
+     _xsrf cookie echoed back as Flower's pages do); shows the new expiry or the error. */
+  function keepButton(root) {
+    var button = byId("fi-keep");
+    var out = byId("fi-keep-status");
+    if (!button || !out) { return; }
+    function cookie(name) {
+      var m = document.cookie.match("(^|;)\\s*" + name + "=([^;]*)");
+      return m ? decodeURIComponent(m[2]) : "";
+    }
+    button.addEventListener("click", function () {
+      button.disabled = true;
+      out.textContent = "Keeping\u2026";
+      out.removeAttribute("data-error");
+      fetch(root.getAttribute("data-keep-url"), {
+        method: "POST",
+        credentials: "same-origin",
+        headers: {
+          "Accept": "application/json",
+          "Content-Type": "application/x-www-form-urlencoded",
+          "X-XSRFToken": cookie("_xsrf")
+        },
+        body: "for=" + encodeURIComponent(button.getAttribute("data-keep-for"))
+      }).then(function (r) {
+        return r.json().catch(function () { return {}; }).then(function (body) {
+          if (!r.ok) { throw new Error(body.message || ("HTTP " + r.status)); }
+          return body;
+        });
+      }).then(function (body) {
+        var at = body.result_expires_at;
+        out.textContent = at ? "Kept until " + absolute(at) + "." : (body.message || "Kept.");
+        var dd = byId("fi-expires");
+        var time = dd ? dd.querySelector("time") : null;
+        if (time && at) { setWhen(time, at); }
+        Array.prototype.forEach.call(document.querySelectorAll(".fi-countdown[data-expires-at]"), function (el) {
+          if (at) { el.setAttribute("data-expires-at", at); }
+        });
+        var banner = byId("fi-expiring");
+        var warning = parseFloat(root.getAttribute("data-expiry-warning"));
+        if (banner && at && (Date.parse(at) - Date.now()) / 1000 > warning) { banner.classList.add("d-none"); }
+      }).catch(function (err) {
+        out.textContent = "Not kept: " + err.message;
+        out.setAttribute("data-error", "1");
+      }).then(function () { button.disabled = false; });
+    });
   }
 
   /* ---------------------------------------------------------------- board */
@@ -422,8 +470,18 @@
         td.setAttribute("data-expires-at", t.result_expires_at || "");
         td.title = absolute(t.result_expires_at);
         cell(tr, bytes(t.result_info.bytes), "Size");
+        // Fetched through the CLI's `result` or the API: someone has it. Nobody: keep or fetch it.
+        if (t.fetched_at) { cell(tr, when(t.fetched_at), "Fetched"); }
+        else {
+          var nobody = document.createElement("span");
+          nobody.className = "badge fi-unfetched";
+          nobody.textContent = "nobody fetched it";
+          cell(tr, nobody, "Fetched");
+          tr.classList.add("fi-row-unfetched");
+        }
         return tr;
       });
+      setText(byId("fi-expiring-unfetched"), String(board.expiring_unfetched || 0));
       if (!filters.active()) { renderFinished(board.finished, null); }
       else { filters.refresh(); }
     }
