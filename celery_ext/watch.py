@@ -3,7 +3,7 @@
 ::
 
     outcome = celery_ext.wait(app, [id1, id2], timeout=30, on_update=print)
-    outcome[id1].phase          # the status read after the terminal message arrived
+    outcome[id1].phase          # the final status, built from the pushed result
     outcome.timed_out           # True if some task was still unfinished at the deadline
     outcome.raise_for_timeout() # or turn that into a WaitTimeout
 
