@@ -246,7 +246,10 @@ def wait(
                 went_down(exc)
                 continue
             settled: list[TaskStatus] = []
+            unsettled = set(pending)
             for task_id, final in woke.items():
+                if task_id not in unsettled:  # settled already: what it said stays
+                    continue
                 earlier = observed.get(task_id)
                 pushed = None if final is None or earlier is None else observe_pushed(app, earlier, final)
                 if pushed is None:
