@@ -15,10 +15,13 @@ Prints, side by side with stock Celery behaviour:
    module costs (``python -X importtime``), with and without cached bytecode.
 
 Run from the repository root: ``.venv/bin/python benchmarks/wait_latency.py`` (about 2 min).
+``--rounds N`` sets the number of tasks per method in part 1 (default 50); ``--latency-only``
+runs part 1 alone (what comparing ``wait`` with ``AsyncResult.get()`` needs).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import re
@@ -53,7 +56,7 @@ def _delay_s(done: datetime | None, returned: float) -> float:
 # 1. latency
 
 
-def latency(app: Any, proj: Any) -> dict[str, list[float]]:
+def latency(app: Any, proj: Any, rounds: int = TASKS) -> dict[str, list[float]]:
     import celery_ext
 
     results: dict[str, list[float]] = {"celery_ext.wait": [], "AsyncResult.get": [], "poll every 2 s": []}
@@ -71,7 +74,7 @@ def latency(app: Any, proj: Any) -> dict[str, list[float]]:
         returned = time.time()
         return _delay_s(result.date_done, returned)
 
-    for i in range(TASKS):  # alternate, so neither method always runs on a warmer process
+    for i in range(rounds):  # alternate, so neither method always runs on a warmer process
         for name, method in ((("celery_ext.wait", ours), ("AsyncResult.get", stock))[:: 1 if i % 2 else -1]):
             results[name].append(method())
 
@@ -87,7 +90,7 @@ def latency(app: Any, proj: Any) -> dict[str, list[float]]:
         out.append(_delay_s(result.date_done, time.time()))
 
     polled: list[float] = []
-    threads = [threading.Thread(target=poll, args=(polled,)) for _ in range(TASKS)]
+    threads = [threading.Thread(target=poll, args=(polled,)) for _ in range(rounds)]
     for thread in threads:
         thread.start()
         time.sleep(0.04)  # spread the loops over the 2 s period, as independent users would be
@@ -214,6 +217,10 @@ def import_cost(env: dict[str, str]) -> dict[str, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=TASKS, help=f"tasks per method in part 1 (default {TASKS})")
+    parser.add_argument("--latency-only", action="store_true", help="run part 1 only")
+    args = parser.parse_args()
     started = time.monotonic()
     server = RedisServer()
     server.start()
@@ -227,15 +234,22 @@ def main() -> None:
         print(f"private redis-server at {server.url}\n")
 
         with run_subprocess_worker(pool="prefork", concurrency=2):
-            lat = latency(app, proj)
+            lat = latency(app, proj, args.rounds)
             done_id = proj.echo.delay({"ok": True}).id
             proj.echo.AsyncResult(done_id).get(timeout=30)
             time.sleep(0.5)  # the record's completion write is asynchronous
 
-        print(f"1. Delay from task completion (date_done) to the waiter returning, {TASKS} tasks each")
+        print(f"1. Delay from task completion (date_done) to the waiter returning, {args.rounds} tasks each")
         print(f"   {'method':<22}{'median':>12}{'p95':>12}{'max':>12}")
         for name, values in lat.items():
             print(f"   {name:<22}{median(values) * 1000:>10.2f} ms{p95(values) * 1000:>9.2f} ms{max(values) * 1000:>9.2f} ms")
+        ours, anchor = median(lat["celery_ext.wait"]), median(lat["AsyncResult.get"])
+        verdict = "at or under" if ours <= anchor else "OVER"
+        print(f"   wait median {ours * 1000:.2f} ms vs AsyncResult.get() median {anchor * 1000:.2f} ms "
+              f"in this run: {verdict} its anchor; wait p95 {p95(lat['celery_ext.wait']) * 1000:.2f} ms")
+        if args.latency_only:
+            print(f"\nTotal benchmark time: {time.monotonic() - started:.0f} s")
+            return
 
         with server.client() as client:
             counts = command_counts(app, proj, client)

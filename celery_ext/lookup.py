@@ -34,6 +34,7 @@ from celery_ext.decoding import (
     stores_pickle,
 )
 from celery_ext.ids import validate_task_id
+from celery_ext.measure import stored_ttl_s
 from celery_ext.record_writes import RecordWrite
 from celery_ext.records import RecordStore, backend_errors, store_for, unavailable
 from celery_ext.results import make_json_safe
@@ -42,7 +43,7 @@ from celery_ext.status import TaskStatus
 from celery_ext.task_record import Rank, TaskRecord, apply_write, record_fields
 from celery_ext.writer import pending_write
 
-__all__ = ["describe", "describe_many", "METADATA_ONLY_BYTES"]
+__all__ = ["describe", "describe_many", "observe_many", "status_of", "observe_pushed", "METADATA_ONLY_BYTES"]
 
 #: ``max_result_bytes`` for readers that want a task's metadata, not its result (the board,
 #: the inventory): payloads above this are not loaded.
@@ -116,6 +117,59 @@ def describe_many(
         raise unavailable(store, exc) from exc
     settings = store.settings if limit == store.settings.max_result_bytes else replace(store.settings, max_result_bytes=limit)
     return [_classify_one(o, settings) for o in observations]
+
+
+def observe_many(app: Celery, task_ids: Sequence[str]) -> list[Observation]:
+    """The facts ``describe_many`` classifies, from the same single read: for a caller that
+    keeps them to classify a pushed update later (``wait()``, through ``observe_pushed``)."""
+    ids = [validate_task_id(t) for t in task_ids]
+    store = store_for(app)
+    try:
+        return _observe(app, store, ids, store.settings.max_result_bytes)
+    except backend_errors() as exc:
+        raise unavailable(store, exc) from exc
+
+
+def status_of(app: Celery, obs: Observation) -> TaskStatus:
+    """``obs`` classified exactly as ``describe`` classifies what it reads."""
+    return _classify_one(obs, store_for(app).settings)
+
+
+def observe_pushed(
+    app: Celery, earlier: Observation, data: bytes, *, now: datetime | None = None
+) -> Observation | None:
+    """The facts after Celery published ``data`` as the task's final result, without a read.
+
+    Celery PUBLISHes the very bytes it has just SETEX'd on the result key, with the backend's
+    expiry as TTL, so everything the read script would return about the result is in hand:
+    the payload, its size (STRLEN) and its TTL (PTTL, give or take the message's transit).
+    The record is the one ``earlier`` read: the worker writes its final record after Celery
+    published, so a read at this moment would not find a newer one either.
+
+    None when only a read gives what ``describe`` would say: the message is not a final
+    state, cannot be decoded here, is larger than ``fileintel_max_result_bytes`` (describe
+    does not load it), the earlier read found unreadable data, or the result backend is not
+    the Redis that holds the records (describe reads another way there).
+    """
+    store = store_for(app)
+    settings = store.settings
+    if not store.result_backend_is_redis or settings.redis_url or earlier.unreadable is not None:
+        return None
+    if len(data) > settings.max_result_bytes:
+        return None
+    meta, problem = _decode_meta(app, data, settings.decode_pickle)
+    if meta is None or problem is not None or meta["status"] not in states.READY_STATES:
+        return None
+    ttl = stored_ttl_s(app.backend, meta["status"])
+    return replace(
+        earlier,
+        meta=meta,
+        stored_bytes=len(data),
+        ttl_s=ttl,
+        head_state=None,
+        now=now or datetime.now(timezone.utc),
+        worker_silent_s=None,  # only a running task's worker is checked
+    )
 
 
 def _classify_one(obs: Observation, settings: Any) -> TaskStatus:

@@ -22,7 +22,7 @@ from typing import Any
 
 from celery import states
 
-__all__ = ["StoredResult", "wrap_redis_backend", "take_stored"]
+__all__ = ["StoredResult", "wrap_redis_backend", "take_stored", "stored_ttl_s"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,9 @@ def _byte_length(value: Any) -> int:
     return len(value)
 
 
-def _ttl(backend: Any, state: str) -> float | None:
+def stored_ttl_s(backend: Any, state: str) -> float | None:
+    """The TTL (seconds) Celery's Redis backend sets on a result it stores in ``state``; None:
+    none (the result never expires). ``wait()`` reads a pushed result's expiry from it too."""
     expires = getattr(backend, "failure_expires", None) if state == states.FAILURE else None
     if expires is None:
         expires = getattr(backend, "expires", None)
@@ -75,7 +77,7 @@ def wrap_redis_backend() -> None:
     def _set_with_state(self: Any, key: Any, value: Any, state: str) -> Any:
         result = original(self, key, value, state)
         try:
-            ttl = _ttl(self, state)
+            ttl = stored_ttl_s(self, state)
             raw_key = key if isinstance(key, bytes) else str(key).encode()
             _note.stored = StoredResult(
                 raw_key, state, _byte_length(value), time.time() + ttl if ttl else None, round(ttl) if ttl else None

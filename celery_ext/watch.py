@@ -3,7 +3,7 @@
 ::
 
     outcome = celery_ext.wait(app, [id1, id2], timeout=30, on_update=print)
-    outcome[id1].phase          # the status read after the terminal message arrived
+    outcome[id1].phase          # the final status, built from the pushed result
     outcome.timed_out           # True if some task was still unfinished at the deadline
     outcome.raise_for_timeout() # or turn that into a WaitTimeout
 
@@ -13,8 +13,11 @@ current state, and leaves the subscription open after a timeout (see DESIGN.md).
 - On a Redis result backend, one pub/sub connection is opened for all ids. Each task's meta
   key is also the channel Celery PUBLISHes every state change on. We SUBSCRIBE, wait for
   Redis to confirm, and only then ``describe`` the tasks, so no update between the two reads
-  is lost. Each message for a task triggers one more ``describe`` of that task, so the status
-  returned is the one read after the terminal message (real result, last progress).
+  is lost. Each message for a task triggers one more ``describe`` of that task, except the
+  final one: it carries the very result Celery has just stored, so the final status is built
+  from it and the record already read (``lookup.observe_pushed``), as ``describe`` would
+  read it, without another round trip. A final message only a read can interpret (too large,
+  not decodable here) is read like the others.
 - Pub/sub is at-most-once: after a reconnect every pending task is read again, and a long
   safety re-read (``SAFETY_INTERVAL``) catches a connection that died silently. A healthy
   wait therefore costs a handful of Redis commands per task per minute, not one per poll.
@@ -46,6 +49,7 @@ from celery_ext.push import (
 if TYPE_CHECKING:
     from celery import Celery
 
+    from celery_ext.classify import Observation
     from celery_ext.status import TaskStatus
 
 __all__ = [
@@ -136,7 +140,7 @@ def wait(
     """
     ids = _unique([task_ids] if isinstance(task_ids, str) else list(task_ids))
     from celery_ext.ids import validate_task_id
-    from celery_ext.lookup import describe_many
+    from celery_ext.lookup import observe_many, observe_pushed, status_of
     from celery_ext.records import store_for
     from celery_ext.status import Phase
 
@@ -156,6 +160,7 @@ def wait(
     last_read = started
 
     statuses: dict[str, TaskStatus] = {}
+    observed: dict[str, Observation] = {}  # each task's facts as last read (or pushed)
     fingerprints: dict[str, tuple[Any, ...]] = {}
     pending = list(ids)
     to_read: set[str] = set(ids)
@@ -199,7 +204,9 @@ def wait(
                 if to_read:
                     batch = [task_id for task_id in pending if task_id in to_read]
                     to_read.clear()
-                    record(describe_many(app, batch) if batch else [])
+                    facts = observe_many(app, batch) if batch else []
+                    observed.update((obs.task_id, obs) for obs in facts)
+                    record([status_of(app, obs) for obs in facts])
                     last_read = clock()
                 if down_since is not None:
                     logger.info("result backend reachable again after %.1f s", clock() - down_since)
@@ -233,10 +240,24 @@ def wait(
                     continue
                 left = until_recheck if left is None else min(left, until_recheck)
             try:
-                to_read.update(source.wait(pending, left))
+                woke = source.wait(pending, left)
             except BackendUnavailable as exc:
                 # Handled like a failed read: the loop reconnects, re-subscribes and re-reads.
                 went_down(exc)
+                continue
+            settled: list[TaskStatus] = []
+            unsettled = set(pending)
+            for task_id, final in woke.items():
+                if task_id not in unsettled:  # settled already: what it said stays
+                    continue
+                earlier = observed.get(task_id)
+                pushed = None if final is None or earlier is None else observe_pushed(app, earlier, final)
+                if pushed is None:
+                    to_read.add(task_id)
+                else:  # the final result, pushed: no read needed (see the module's docstring)
+                    observed[task_id] = pushed
+                    settled.append(status_of(app, pushed))
+            record(settled)
     finally:
         source.close()
 
@@ -256,8 +277,9 @@ class _Source(Protocol):
     def open(self, task_ids: list[str], timeout: float | None) -> None:
         """Start listening for ``task_ids``; return once nothing sent from now on is missed."""
 
-    def wait(self, task_ids: list[str], timeout: float | None) -> set[str]:
-        """Block until something may have changed (at most ``timeout``); return ids to re-read."""
+    def wait(self, task_ids: list[str], timeout: float | None) -> dict[str, bytes | None]:
+        """Block until something may have changed (at most ``timeout``); return the ids to
+        look at again, each with its last pushed payload when it may be final (None: read it)."""
 
     def on_change(self) -> None:
         """A status changed: a poller looks again soon."""
@@ -277,11 +299,11 @@ class _PollSource:
     def open(self, task_ids: list[str], timeout: float | None) -> None:
         self.connected = True
 
-    def wait(self, task_ids: list[str], timeout: float | None) -> set[str]:
+    def wait(self, task_ids: list[str], timeout: float | None) -> dict[str, bytes | None]:
         delay = self._backoff.next()
         # Near the deadline, sleep until it and read a last time rather than give up early.
         _sleep(delay if timeout is None else min(delay, timeout))
-        return set(task_ids)
+        return dict.fromkeys(task_ids)
 
     def on_change(self) -> None:
         self._backoff.reset()
@@ -301,7 +323,7 @@ class _PushSource:
         self.connected = False
         self._subscriber = Subscriber(app)
         self._waited: set[str] = set()
-        self._early: set[str] = set()
+        self._early: dict[str, bytes | None] = {}
         self._next_safety = 0.0
 
     def open(self, task_ids: list[str], timeout: float | None) -> None:
@@ -309,7 +331,7 @@ class _PushSource:
 
         self.close()
         self._waited = set(task_ids)
-        self._early = set()
+        self._early = {}
         try:
             self._subscriber.connect(timeout)
             self._subscriber.subscribe(meta_key(self.app, task_id) for task_id in task_ids)
@@ -328,33 +350,34 @@ class _PushSource:
                 if message["type"] == "subscribe":
                     confirmed += 1
                 else:
-                    self._note(parse_message(self.app, message), self._early)
+                    # Sent before the first read, which will see it: read, never decode.
+                    self._note(parse_message(self.app, message), self._early, keep_data=False)
         except Exception as exc:  # redis ConnectionError/TimeoutError, OSError
             self.close()
             raise _unavailable(self.app, exc) from exc
         self.connected = True
         self._next_safety = self._clock() + SAFETY_INTERVAL
 
-    def wait(self, task_ids: list[str], timeout: float | None) -> set[str]:
-        woke, self._early = self._early, set()
+    def wait(self, task_ids: list[str], timeout: float | None) -> dict[str, bytes | None]:
+        woke, self._early = self._early, {}
         if woke:
             return woke
         now = self._clock()
         if now >= self._next_safety:
             self._next_safety = now + SAFETY_INTERVAL
-            return set(task_ids)
+            return dict.fromkeys(task_ids)
         block = self._next_safety - now if timeout is None else min(timeout, self._next_safety - now)
         try:
             message = self._subscriber.get_raw(timeout=block)
             while message is not None:
-                self._note(parse_message(self.app, message), woke)
+                self._note(parse_message(self.app, message), woke, keep_data=True)
                 message = self._subscriber.get_raw(timeout=0)
         except Exception as exc:
             self.close()
             raise _unavailable(self.app, exc) from exc
         if not woke and self._clock() >= self._next_safety:
             self._next_safety = self._clock() + SAFETY_INTERVAL
-            return set(task_ids)
+            return dict.fromkeys(task_ids)
         return woke
 
     def on_change(self) -> None:
@@ -364,9 +387,10 @@ class _PushSource:
         self.connected = False
         self._subscriber.close()
 
-    def _note(self, message: Message | None, into: set[str]) -> None:
+    def _note(self, message: Message | None, into: dict[str, bytes | None], *, keep_data: bool) -> None:
+        """Remember a message for a waited task: its payload (the latest wins) when ``keep_data``."""
         if message is not None and message.task_id in self._waited:
-            into.add(message.task_id)
+            into[message.task_id] = message.data if keep_data else None
 
 
 # --- helpers -----------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def test_malformed_ids_are_rejected_before_any_redis_call(app, monkeypatch):
     def no_redis(*args, **kwargs):
         raise AssertionError("Redis was called for a malformed id")
 
-    monkeypatch.setattr("celery_ext.lookup.describe_many", no_redis)
+    monkeypatch.setattr("celery_ext.lookup.observe_many", no_redis)
     monkeypatch.setattr(watch._PushSource, "open", no_redis)
     for bad in ["", "a*b", "x" * 300, "tab\there"]:
         with pytest.raises(InvalidTaskId):
@@ -310,13 +310,13 @@ def test_safety_reread_happens_at_the_interval(app, monkeypatch):
 
     monkeypatch.setattr(watch, "SAFETY_INTERVAL", 0.25)
     reads = []
-    real = celery_ext.lookup.describe_many
+    real = celery_ext.lookup.observe_many
 
     def counting(app, ids):
         reads.append(list(ids))
         return real(app, ids)
 
-    monkeypatch.setattr(celery_ext.lookup, "describe_many", counting)
+    monkeypatch.setattr(celery_ext.lookup, "observe_many", counting)
     task_id = _queued(app)
     outcome = celery_ext.wait(app, [task_id], timeout=1.0)
     assert outcome.timed_out

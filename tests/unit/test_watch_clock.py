@@ -41,7 +41,7 @@ class FakeSource:
         self.blocks.append(timeout)
         assert timeout is not None, "a fake clock cannot block forever"
         self.clock.now += timeout
-        return set()
+        return {}
 
     def on_change(self):
         pass
@@ -59,13 +59,15 @@ def fake(monkeypatch):
     reads: list[float] = []
     script: list[TaskStatus] = []
 
-    def describe_many(app_, ids, **_):
+    def observe_many(app_, ids):
         reads.append(clock.now - 1000.0)
         status = script.pop(0) if len(script) > 1 else script[0]
         return [replace(status, task_id=i) for i in ids]
 
     monkeypatch.setattr(watch, "_make_source", lambda app_, push, clock_: source)
-    monkeypatch.setattr("celery_ext.lookup.describe_many", describe_many)
+    # The scripted statuses stand in for the facts read, and classify as themselves.
+    monkeypatch.setattr("celery_ext.lookup.observe_many", observe_many)
+    monkeypatch.setattr("celery_ext.lookup.status_of", lambda app_, facts: facts)
     return app, clock, source, reads, script
 
 
@@ -115,6 +117,6 @@ def test_the_push_source_re_reads_everything_after_the_safety_interval():
     source = watch._PushSource(app, clock)
     source._subscriber._pubsub = QuietPubSub()
     source._next_safety = clock.now + watch.SAFETY_INTERVAL
-    assert source.wait([TID], 50.0) == set()  # a quiet connection: nothing to re-read yet
-    assert source.wait([TID], None) == {TID}  # blocked until the safety interval, then re-read
+    assert source.wait([TID], 50.0) == {}  # a quiet connection: nothing to re-read yet
+    assert source.wait([TID], None) == {TID: None}  # blocked until the safety interval, then re-read
     assert clock.now == 1000.0 + watch.SAFETY_INTERVAL
