@@ -160,7 +160,7 @@ def observe_pushed(
     meta, problem = _decode_meta(app, data, settings.decode_pickle)
     if meta is None or problem is not None or meta["status"] not in states.READY_STATES:
         return None
-    ttl = stored_ttl_s(app.backend, meta["status"])
+    ttl = stored_ttl_s(_storing_backend(app, earlier), meta["status"])
     return replace(
         earlier,
         meta=meta,
@@ -170,6 +170,15 @@ def observe_pushed(
         now=now or datetime.now(timezone.utc),
         worker_silent_s=None,  # only a running task's worker is checked
     )
+
+
+def _storing_backend(app: Celery, earlier: Observation) -> Any:
+    """The backend that stored the task's result, for its TTL: a task can have a backend of
+    its own (``@app.task(backend=...)``) with another ``expires`` than the app's. Known when
+    the record names a task this app has registered; else the app's."""
+    name = earlier.record.name if earlier.record is not None else None
+    task = app.tasks.get(name) if name else None
+    return getattr(task, "backend", None) or app.backend
 
 
 def _classify_one(obs: Observation, settings: Any) -> TaskStatus:

@@ -148,3 +148,21 @@ def test_records_in_another_redis_are_read() -> None:
     app = make_app(fileintel_redis_url="redis://127.0.0.1:2/0")
     payload = stored(app, CASES["success"])
     assert lookup.observe_pushed(app, read_at_setup(app, running_record()), payload, now=NOW) is None
+
+
+def test_a_task_with_a_backend_of_its_own_gets_that_backends_expiry() -> None:
+    """``@app.task(backend=...)`` with a shorter ``expires`` (as the demo's ``expiring`` case):
+    the pushed result expires when that backend says, not when the app's would."""
+    from celery.backends.redis import RedisBackend
+
+    app = make_app()
+    short = RedisBackend(app=app, url="redis://127.0.0.1:1/0", expires=120)
+
+    @app.task(name="proj.short", backend=short)
+    def short_lived() -> None: ...
+
+    record = running_record(name="proj.short")
+    pushed = lookup.observe_pushed(app, read_at_setup(app, record), stored(app, CASES["success"]), now=NOW)
+    assert pushed is not None and pushed.ttl_s == 120
+    plain = lookup.observe_pushed(app, read_at_setup(app, running_record()), stored(app, CASES["success"]), now=NOW)
+    assert plain is not None and plain.ttl_s == EXPIRES
