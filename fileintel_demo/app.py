@@ -73,6 +73,8 @@ NOT_RUNNING = (
 #: Exit status then: EX_UNAVAILABLE, as ``celery fileintel`` uses when Redis is down.
 NOT_RUNNING_EXIT = 69
 DEFAULT_KEY_PREFIX = "fileintel-demo:"
+#: The demo's ``fileintel_stuck_after``: its queued case reads "stuck" after this long.
+STUCK_AFTER = 20
 
 
 def state_file() -> Path:
@@ -139,6 +141,9 @@ app.conf.update(
     redis_socket_connect_timeout=5,
     fileintel_max_result_bytes=MAX_RESULT_BYTES,
     fileintel_expiry_warning=EXPIRY_WARNING,
+    # The ``queued`` case's task waits on a queue nobody consumes: shown as stuck on the
+    # board within a demo's first minute, not after the default five.
+    fileintel_stuck_after=STUCK_AFTER,
 )
 celery_ext.install(app)
 

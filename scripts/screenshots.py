@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/screenshots.py [--port 5599]
 
-Starts the demo for a minute and a half, waits until progress tasks are running, and
+Starts the demo for a minute and a half, waits until progress tasks are running and the\ndemo's queued task reads stuck, and
 photographs in headless Chromium (Debian's ``chromium`` through Playwright):
 
 - docs/board.png and docs/detail.png: the board and a running task's page, 1280x800, light;
@@ -45,7 +45,8 @@ def main() -> None:
     try:
         base = f"http://127.0.0.1:{args.port}"
         task_id = _running_progress_task(base, env)
-        time.sleep(4)  # let the bars move and a few results pile up
+        _wait_for_stuck_task(base)
+        time.sleep(2)  # let the bars move
         from playwright.sync_api import sync_playwright
 
         shots = [
@@ -98,6 +99,22 @@ def _running_progress_task(base: str, env: dict[str, str]) -> str:
                 return task_id
         time.sleep(1)
     raise SystemExit("screenshots: no running task with progress appeared within 60 s")
+
+
+def _wait_for_stuck_task(base: str) -> None:
+    """Wait until the board lists the demo's ``queued`` case as stuck (``fileintel_stuck_after``
+    is 20 s in the demo) and knows whether a live worker consumes its queue, so the stuck
+    section is photographed with a row that says it."""
+    import json
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{base}/fileintel/board.json", timeout=5) as response:
+            stuck = json.load(response).get("stuck") or []
+        if any(entry.get("consumers", {}).get("state") != "unknown" for entry in stuck):
+            return
+        time.sleep(1)
+    raise SystemExit("screenshots: the board listed no stuck task with known consumers within 60 s")
 
 
 def _answers(url: str) -> bool:

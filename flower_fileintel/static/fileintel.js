@@ -481,7 +481,9 @@
         }
         return tr;
       });
-      setText(byId("fi-expiring-unfetched"), String(board.expiring_unfetched || 0));
+      var unfetched = board.expiring_unfetched || 0;
+      var unfetchedNote = byId("fi-expiring-unfetched");
+      if (unfetchedNote) { unfetchedNote.textContent = unfetched ? "; " + unfetched + " never fetched" : ""; }
       if (!filters.active()) { renderFinished(board.finished, null); }
       else { filters.refresh(); }
     }
