@@ -52,7 +52,7 @@ class Rank(enum.IntEnum):
 # A write that does not move the state up (a late or duplicate signal) only fills fields that
 # are still missing, so a terminal record is never downgraded. Live fields (the last
 # progress) overwrite while the record is not terminal. One script = one atomic step.
-# The writer trims the indexes itself, once a second. The common terminal write does not come
+# The writer trims the indexes itself, once every five seconds. The common terminal write does not come
 # here: the process that ran the task writes it directly (writer.py, ``direct_commands``).
 WRITE_SCRIPT = string.Template("""
 local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')

@@ -59,13 +59,15 @@ DUE_SLACK = 0.05
 #: How long a process that exits waits for its last record writes.
 EXIT_FLUSH_TIMEOUT = 1.0
 #: The writer trims the indexes (to their sizes, and "active" to the record TTL) at most this
-#: often: a few commands a second, instead of two per batch.
-TRIM_INTERVAL = 1.0
+#: often: six commands every five seconds per process, instead of two per batch. (Once a
+#: second, they alone were 0.1 command per task on a busy prefork worker.) An index holds at
+#: most this long's worth of ids over its size.
+TRIM_INTERVAL = 5.0
 #: How many ids of tasks this writer finished it remembers: a second terminal write for one
 #: of them (a duplicate signal) goes through the write script, which keeps the first.
 REMEMBERED_TERMINAL = 10_000
 #: At most this many ids a worker took off the queue wait for the next trim to leave the
-#: "queued" index (one ZREM a second); past it, readers drop the others lazily (``stuck.py``).
+#: "queued" index (one ZREM per trim); past it, readers drop the others lazily (``stuck.py``).
 LEFT_QUEUE_BATCH = 10_000
 
 
