@@ -204,6 +204,22 @@ def chromium_path() -> str:
 
 
 @pytest.fixture
+def browser(chromium_path):
+    """Debian's headless Chromium through Playwright, for the pages' browser tests."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium_path,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
 def sentinel_url(redis_server, tmp_path):
     """A real Redis Sentinel (the same redis-server binary in sentinel mode) watching the
     private server as master ``fileintel``."""

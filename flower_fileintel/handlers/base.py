@@ -5,10 +5,11 @@ API authentication on top). Every route method carries ``@tornado.web.authentica
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,7 +17,7 @@ import tornado.web
 from flower.api import BaseApiHandler
 from flower.views import BaseHandler
 
-from celery_ext.errors import BackendUnavailable, InvalidTaskId
+from celery_ext.errors import AmbiguousTaskId, BackendUnavailable, InvalidTaskId
 from celery_ext.ids import validate_task_id
 from celery_ext.status import Outcome, TaskStatus
 from celery_ext.verdict import sentence
@@ -36,6 +37,22 @@ class ApiError(tornado.web.HTTPError):
 
     def body(self) -> dict[str, Any]:
         return {"status": self.status_code, "code": self.code, "message": self.message, **self.extra}
+
+
+@contextlib.contextmanager
+def id_lookup_errors(doing: str) -> Iterator[None]:
+    """What a call that resolves a task id (full or short) and reads Redis can raise, as
+    API errors: a malformed id 400, an ambiguous short id 400 with its candidates, Redis
+    down 503 with ``doing`` ("cannot read task X") before the reason."""
+    try:
+        yield
+    except InvalidTaskId as exc:
+        raise ApiError(400, "invalid_task_id", f"malformed task id: {exc}") from exc
+    except AmbiguousTaskId as exc:
+        raise ApiError(400, "ambiguous_task_id", str(exc), candidates=exc.candidates) from exc
+    except BackendUnavailable as exc:
+        metrics.REDIS_ERRORS.labels("lookup").inc()
+        raise ApiError(503, "backend_unavailable", f"{doing}: {exc}") from exc
 
 
 class PluginHandler(BaseHandler):
@@ -61,22 +78,12 @@ class PluginHandler(BaseHandler):
         """``describe`` off the IOLoop, with metrics; 400 / 503 as ApiError. With
         ``short_ids``, an unknown id that could be a short one (the board shows 8
         characters) reads as the one recent task it starts; several matches are a 400."""
-        from celery_ext.errors import AmbiguousTaskId
 
         read = self.plugin.describe_id_or_prefix if short_ids else self.plugin.describe
         started = time.perf_counter()
         try:
-            status: TaskStatus = await read(task_id)
-        except InvalidTaskId as exc:
-            raise ApiError(400, "invalid_task_id", f"malformed task id: {exc}") from exc
-        except AmbiguousTaskId as exc:
-            raise ApiError(400, "ambiguous_task_id", str(exc), candidates=exc.candidates) from exc
-        except BackendUnavailable as exc:
-            metrics.REDIS_ERRORS.labels("lookup").inc()
-            raise ApiError(
-                503, "backend_unavailable",
-                f"cannot read task {task_id}: {exc}",
-            ) from exc
+            with id_lookup_errors(f"cannot read task {task_id}"):
+                status: TaskStatus = await read(task_id)
         finally:
             metrics.LOOKUP_SECONDS.labels(self.route).observe(time.perf_counter() - started)
         metrics.LOOKUPS.labels(self.route, status.phase.value).inc()

@@ -16,10 +16,8 @@ from collections.abc import Mapping
 
 from tornado import web
 
-from celery_ext.errors import AmbiguousTaskId, BackendUnavailable, InvalidTaskId
 from celery_ext.status import Outcome
-from flower_fileintel import metrics
-from flower_fileintel.handlers.base import ApiError, ApiHandler
+from flower_fileintel.handlers.base import ApiError, ApiHandler, id_lookup_errors
 
 __all__ = ["KeepApiHandler", "KEEP_API"]
 
@@ -72,14 +70,8 @@ class KeepApiHandler(ApiHandler):
         except InvalidDuration as exc:
             raise ApiError(400, "invalid_duration", str(exc)) from exc
         try:
-            kept = await self.plugin.run(keep, self.plugin.capp, task_id, seconds)
-        except InvalidTaskId as exc:
-            raise ApiError(400, "invalid_task_id", f"malformed task id: {exc}") from exc
-        except AmbiguousTaskId as exc:
-            raise ApiError(400, "ambiguous_task_id", str(exc), candidates=exc.candidates) from exc
-        except BackendUnavailable as exc:
-            metrics.REDIS_ERRORS.labels("lookup").inc()
-            raise ApiError(503, "backend_unavailable", f"cannot keep task {task_id}'s result: {exc}") from exc
+            with id_lookup_errors(f"cannot keep task {task_id}'s result"):
+                kept = await self.plugin.run(keep, self.plugin.capp, task_id, seconds)
         except KeepRefused as exc:
             if exc.reason is None:
                 raise ApiError(501, "keep_unsupported", str(exc)) from exc

@@ -17,7 +17,7 @@ import pytest
 from celery_ext.records import store_for
 from flower_fileintel.testing import FlowerServer, http_get
 from tests.harness import wait_for
-from tests.integration.test_flower_browser import DESKTOP, browser, open_page  # noqa: F401 (fixture)
+from tests.integration.test_flower_browser import DESKTOP, open_page
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +120,7 @@ def test_a_task_page_shows_a_queued_tasks_age_and_queue_before_it_is_stuck(app, 
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_the_board_shows_three_stuck_tasks_with_queue_and_age_at_1280px(app, worker, flower, browser):  # noqa: F811
+def test_the_board_shows_three_stuck_tasks_with_queue_and_age_at_1280px(app, worker, flower, browser):
     from tests.proj import NOBODY_QUEUE
 
     worker_is_alive_in_flower(flower, worker.hostname)

@@ -289,21 +289,6 @@ def test_the_result_api_marks_the_fetch_and_the_board_tells_who_nobody_fetched(a
 # the task page's button, in Chromium (at phone width too)
 
 
-@pytest.fixture
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium_path,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.parametrize("viewport", [{"width": 1280, "height": 800}, {"width": 390, "height": 844}], ids=["1280px", "390px"])
