@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 from celery import Celery
 
-from celery_ext.decoding import decode_stored
+from celery_ext.decoding import NotDecoded, decode_stored
 from celery_ext.lookup import unpack_record
 from celery_ext.push import Message
 from celery_ext.records import ACTIVE_READ_LIMIT
@@ -149,3 +150,23 @@ def test_a_failed_snapshot_forgets_no_task_that_asked():
     asyncio.run(hub._refresh_board())  # succeeds: the task is now known to be off the board
     assert not _wants_refresh_after(hub, _progress(app, asking))
     assert json.loads(json.dumps(sorted(hub._off_board))) == [asking]
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"status": "PROGRESS", "result": {"current": 1, "total": 2, "message": "caf\u00e9"}},
+        {"status": "SUCCESS", "result": datetime(2026, 12, 3, tzinfo=timezone.utc)},  # kombu's "__type__"
+        {"status": "SUCCESS", "result": {"__type__": "not kombu's", "__value__": 1, "x": None}},
+    ],
+    ids=["plain", "kombu-typed", "look-alike-key"],
+)
+def test_decoding_gives_what_celerys_own_decode_gives(meta):
+    app = _unit_app()
+    payload = app.backend.encode(meta)
+    assert decode_stored(app, payload, allow_pickle=False) == app.backend.decode(payload)
+
+
+def test_json_that_does_not_decode_is_explained_as_before():
+    with pytest.raises(NotDecoded, match="result_serializer='json': DecodeError"):
+        decode_stored(_unit_app(), b'{"status": "SUCC', allow_pickle=False)
