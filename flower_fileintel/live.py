@@ -366,7 +366,7 @@ class LiveHub:
             for watcher in list(self.board_watchers):
                 watcher.offer_problem(message)
             return
-        self._known_on_board = {t["task_id"] for t in snapshot.get("running", [])}
+        self._known_on_board = _unfinished_ids(snapshot)
         if len(self._known_on_board) >= ACTIVE_READ_LIMIT:
             # A full board left these out: they started before every task it shows. A task
             # that starts later is not in this set, so its first update still asks. (On a
@@ -377,3 +377,12 @@ class LiveHub:
             self._off_board |= asking - self._known_on_board
         for watcher in list(self.board_watchers):
             watcher.offer_snapshot(text)
+
+
+def _unfinished_ids(snapshot: dict[str, Any]) -> set[str]:
+    """The unfinished tasks a board snapshot shows, whichever of its sections holds them."""
+    return {
+        entry["task_id"]
+        for section in snapshot.values() if isinstance(section, list)
+        for entry in section if isinstance(entry, dict) and "task_id" in entry and not entry.get("ready")
+    }

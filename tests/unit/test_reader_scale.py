@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -71,7 +72,7 @@ class FakeBoard:
         return {"running": [{"task_id": i} for i in self.running]}
 
 
-def _hub(app: Celery, board: FakeBoard) -> LiveHub:
+def _hub(app: Celery, board: Callable[[], Awaitable[dict[str, Any]]]) -> LiveHub:
     async def describe_many(ids: list[str]) -> list[Any]:
         return []
 
@@ -117,6 +118,27 @@ def test_progress_of_a_task_a_full_board_left_out_asks_for_one_snapshot_not_one_
     assert _wants_refresh_after(hub, _progress(app, newer))  # a task that starts now still shows
     assert _wants_refresh_after(hub, _done(app, older[0]))  # an end always refreshes
     assert board.taken == 2
+
+
+def test_running_tasks_in_any_section_of_the_board_count_as_shown():
+    app = _unit_app()
+    running, stuck, done = _ids(ACTIVE_READ_LIMIT - 1), str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def snapshot() -> dict[str, Any]:
+        return {
+            "running": [{"task_id": i, "ready": False} for i in running],
+            "stuck": [{"task_id": stuck, "ready": False}],
+            "finished": [{"task_id": done, "ready": True}],
+        }
+
+    hub = _hub(app, snapshot)
+    asyncio.run(hub._refresh_board())
+    assert hub._known_on_board == {*running, stuck}
+    assert not _wants_refresh_after(hub, _progress(app, stuck))
+    older = str(uuid.uuid4())
+    assert _wants_refresh_after(hub, _progress(app, older))
+    asyncio.run(hub._refresh_board())  # full: 199 running + 1 in another section
+    assert not _wants_refresh_after(hub, _progress(app, older))
 
 
 def test_on_a_board_with_room_a_missing_task_keeps_asking_until_it_shows():
