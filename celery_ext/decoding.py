@@ -56,7 +56,18 @@ def decode_stored(app: Celery, payload: bytes | str, *, allow_pickle: bool) -> A
             f"it cannot be decoded by this app (result_serializer={serializer!r}: "
             f"{type(exc).__name__}); was it stored by an app with another serializer?"
         ) from exc
+    if _plain_ascii_json(app, data):
+        return decoded  # no string in it can need escaping: skip the walk (the board reads hundreds)
     return printable(decoded)
+
+
+def _plain_ascii_json(app: Celery, data: Any) -> bool:
+    """JSON text that is all ASCII and has no ``\\u`` escape decodes to ASCII strings only."""
+    if getattr(app.backend, "content_type", None) != "application/json":
+        return False
+    if isinstance(data, (bytes, bytearray)):
+        return data.isascii() and b"\\u" not in data
+    return isinstance(data, str) and data.isascii() and "\\u" not in data
 
 
 def printable(value: Any) -> Any:

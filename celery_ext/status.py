@@ -45,13 +45,18 @@ class Phase(str, enum.Enum):
     @property
     def finished(self) -> bool:
         """Celery's "ready": it ended, and the backend says how."""
-        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.REVOKED)
+        return self in _FINISHED_PHASES
 
     @property
     def settled(self) -> bool:
         """Nothing more will happen without outside help: finished, or lost with its worker
         (a broker that redelivers it, ``acks_late``, makes it queued or running again)."""
         return self.finished or self is Phase.LOST
+
+
+#: A set built once: readers ask ``finished`` several times per task, and building the tuple
+#: of members on each call cost more than the rest of the question.
+_FINISHED_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.REVOKED})
 
 
 class Outcome(str, enum.Enum):

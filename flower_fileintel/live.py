@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 #: The subscriber connection's Redis client name is this plus the Flower process id.
 CLIENT_NAME_PREFIX = "fileintel-live-"
+#: How many running tasks the hub remembers as "beyond the board" before it forgets them all
+#: (ids of tasks whose end it never heard of, a dead worker's, must not pile up).
+OFF_BOARD_MAX = 10_000
 
 DescribeMany = Callable[[list[str]], Awaitable[list["TaskStatus"]]]
 BoardSnapshot = Callable[[], Awaitable[dict[str, Any]]]
@@ -84,6 +87,12 @@ class LiveHub:
         self._board_updates: dict[str, dict[str, Any]] = {}
         self._board_refresh_wanted = False
         self._known_on_board: set[str] = set()
+        #: Running tasks a full board did not show (it shows the newest ACTIVE_READ_LIMIT):
+        #: their progress is no reason to take another snapshot. Without this, 1,000 running
+        #: tasks reporting progress made the hub re-read the board at every flush.
+        self._off_board: set[str] = set()
+        #: Tasks not on the board whose progress asked for the next snapshot.
+        self._asking: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -246,8 +255,12 @@ class LiveHub:
                 self._board_refresh_wanted = True
             else:
                 self._board_updates[task_id] = entry
-                if entry["ready"] or task_id not in self._known_on_board:
+                if entry["ready"]:
                     self._board_refresh_wanted = True
+                    self._off_board.discard(task_id)
+                elif task_id not in self._known_on_board and task_id not in self._off_board:
+                    self._board_refresh_wanted = True
+                    self._asking.add(task_id)
             self._wake.set()
 
     def _board_update(self, message: Message) -> dict[str, Any] | None:
@@ -339,15 +352,37 @@ class LiveHub:
             self._last_read_error = message
 
     async def _refresh_board(self) -> None:
+        from celery_ext.records import ACTIVE_READ_LIMIT
+
+        # Taken before the read: a task asking while it runs asks for the next one.
+        asking, self._asking = self._asking, set()
         try:
             snapshot = await self._board_snapshot()
             text = json.dumps(snapshot, allow_nan=False)
         except Exception as exc:
             message = f"could not refresh the board: {exc}"
+            self._asking |= asking
             self._log_read_error(message)
             for watcher in list(self.board_watchers):
                 watcher.offer_problem(message)
             return
-        self._known_on_board = {t["task_id"] for t in snapshot.get("running", [])}
+        self._known_on_board = _unfinished_ids(snapshot)
+        if len(self._known_on_board) >= ACTIVE_READ_LIMIT:
+            # A full board left these out: they started before every task it shows. A task
+            # that starts later is not in this set, so its first update still asks. (On a
+            # board with room, a task missing is one whose start the worker has not written
+            # yet: it keeps asking. On a full one it shows at the next periodic refresh.)
+            if len(self._off_board) > OFF_BOARD_MAX:
+                self._off_board.clear()
+            self._off_board |= asking - self._known_on_board
         for watcher in list(self.board_watchers):
             watcher.offer_snapshot(text)
+
+
+def _unfinished_ids(snapshot: dict[str, Any]) -> set[str]:
+    """The unfinished tasks a board snapshot shows, whichever of its sections holds them."""
+    return {
+        entry["task_id"]
+        for section in snapshot.values() if isinstance(section, list)
+        for entry in section if isinstance(entry, dict) and "task_id" in entry and not entry.get("ready")
+    }
