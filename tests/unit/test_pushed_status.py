@@ -77,9 +77,14 @@ def stored(app: Celery, value: dict[str, Any]) -> bytes:
     return data.encode() if isinstance(data, str) else data
 
 
+def packed(record: list[bytes]) -> bytes:
+    """The record as the read script returns it: ``<length>:<bytes>`` items."""
+    return b"".join(b"%d:%s" % (len(item), item) for item in record)
+
+
 def read_at_setup(app: Celery, record: list[bytes]) -> Observation:
     """wait()'s first read: nothing stored yet, the worker running the task beat 0.5 s ago."""
-    reply = [0, -2, None, None, record, "0.5"]
+    reply = [0, -2, None, None, packed(record), "0.5"]
     return lookup._from_script(app, TID, reply, NOW - timedelta(seconds=1), EXPIRES, None)
 
 
@@ -87,7 +92,7 @@ def read_now(app: Celery, payload: bytes, record: list[bytes]) -> Observation:
     """What the read script returns right after Celery stored ``payload`` (the record is not
     final yet: the worker writes it after Celery published)."""
     loaded = len(payload) <= MAX_RESULT_BYTES
-    reply = [len(payload), EXPIRES * 1000, payload if loaded else None, None if loaded else payload[:256], record, "0.5"]
+    reply = [len(payload), EXPIRES * 1000, payload if loaded else None, None if loaded else payload[:256], packed(record), "0.5"]
     return lookup._from_script(app, TID, reply, NOW, EXPIRES, None)
 
 
