@@ -144,7 +144,7 @@ class PluginState:
             logger.warning("fileintel: cannot ask Flower to inspect its workers", exc_info=True)
 
     def _board_snapshot(self) -> dict[str, Any]:
-        """Running, stuck, recently finished, pinned failures and expiring-soon tasks (runs in
+        """Running, lost, stuck, recently finished, pinned failures and expiring-soon tasks (runs in
         the lookup pool; ``board_snapshot`` adds who consumes each stuck task's queue).
 
         A finished task does not change, so its board entry (which never holds the result)
@@ -175,7 +175,7 @@ class PluginState:
         now = time.time()
         moment = datetime.fromtimestamp(now, timezone.utc)
         stalled_after = self.settings.stalled_after
-        running = [running_entry(s, moment, stalled_after) for s in statuses[: len(active)] if not s.ready]
+        running, lost = split_active(statuses[: len(active)], moment, stalled_after)
         with self._board_lock:
             for status in statuses[len(active):]:
                 if status.ready:
@@ -201,6 +201,7 @@ class PluginState:
         )
         return {
             "running": running,
+            "lost": lost,
             "stuck": stuck,
             "stuck_after_s": stuck_after,
             "finished": done,
@@ -266,6 +267,35 @@ def running_entry(status: Any, now: datetime, stalled_after: float = STALLED_AFT
     updated = _parse_time(progress.updated_at) if progress is not None else None
     entry["elapsed_s"] = elapsed_s(status.started_at, now)
     entry["stalled_for_s"] = stalled_for_s(updated, now, stalled_after)
+    return entry
+
+
+def split_active(
+    statuses: list[Any], now: datetime, stalled_after: float = STALLED_AFTER_S
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The active index's tasks as the board's "running" and "lost" entries; tasks that have
+    finished since the index was read are in neither. Lost is celery_ext's phase (its worker
+    stopped beating), never decided here."""
+    from celery_ext.status import Phase
+
+    running: list[dict[str, Any]] = []
+    lost: list[dict[str, Any]] = []
+    for status in statuses:
+        if status.phase is Phase.LOST:
+            lost.append(lost_entry(status, now))
+        elif not status.ready:
+            running.append(running_entry(status, now, stalled_after))
+    return running, lost
+
+
+def lost_entry(status: Any, now: datetime) -> dict[str, Any]:
+    """A lost task as the board shows it: its entry plus ``elapsed_s`` (since it started) and
+    ``worker_silent_for_s`` (since its worker's last liveness beat; None: it never beat)."""
+    from flower_fileintel.watchers import board_entry
+
+    entry = board_entry(status)
+    entry["elapsed_s"] = elapsed_s(status.started_at, now)
+    entry["worker_silent_for_s"] = elapsed_s(status.worker_last_seen_at, now)
     return entry
 
 

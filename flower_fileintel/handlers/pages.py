@@ -132,7 +132,7 @@ class TaskPageHandler(PageHandler):
 
 
 class BoardPageHandler(PageHandler):
-    """``/fileintel``: running tasks with live progress, pinned failures, expiring soon and
+    """``/fileintel``: running tasks with live progress, lost and stuck ones, pinned failures, expiring soon and
     recently finished."""
 
     route = "page_board"
@@ -144,6 +144,7 @@ class BoardPageHandler(PageHandler):
             expiry_warning=self.plugin.settings.expiry_warning,
             expiry_warning_text=duration_text(self.plugin.settings.expiry_warning),
             stuck_after_text=duration_text(self.plugin.settings.stuck_after),
+            lost_after_text=duration_text(self.plugin.settings.lost_after),
             finished_phases=[p.value for p in FINISHED_PHASES],
             finished_page_size=BOARD_FINISHED_LIMIT,
             failures_limit=BOARD_FAILURES_LIMIT,

@@ -426,6 +426,21 @@
         if (t.stalled_for_s !== null && t.stalled_for_s !== undefined) { setStalled(row); }
         return tr;
       });
+      // Lost: celery_ext decided it (no liveness beat from its worker); it will not finish.
+      var lost = board.lost || [];
+      setText(byId("fi-lost-count"), lost.length);
+      fill("fi-lost", "fi-lost-empty", lost, function (t) {
+        var tr = document.createElement("tr");
+        tr.setAttribute("data-task-id", t.task_id);
+        cell(tr, idCell(t.task_id), "Task");
+        cell(tr, t.name, "Name");
+        cell(tr, t.worker || "\u2014", "Worker");
+        // "3 min ago" (the time on hover), ticking like the other times on the board.
+        cell(tr, t.worker_last_seen_at ? when(t.worker_last_seen_at) : "no liveness beat", "Worker last seen");
+        cell(tr, t.progress ? progressLabel(t.progress) : "\u2014", "Last progress").classList.add("fi-num");
+        cell(tr, when(t.started_at), "Started");
+        return tr;
+      });
       var stuck = board.stuck || [];
       setText(byId("fi-stuck-count"), stuck.length);
       fill("fi-stuck", "fi-stuck-empty", stuck, function (t) {

@@ -21,7 +21,7 @@ from flower_fileintel.formatting import (
     size_text,
     stalled_for_s,
 )
-from flower_fileintel.state import finished_entry, running_entry
+from flower_fileintel.state import finished_entry, running_entry, split_active
 from flower_fileintel.story import TaskStory, story_of
 
 NOW = datetime(2026, 12, 3, 10, 0, 0, tzinfo=timezone.utc)
@@ -89,6 +89,29 @@ def test_running_entry_has_elapsed_time_and_the_stalled_flag():
     assert stale["stalled_for_s"] == STALLED_AFTER_S * 2
     assert running_entry(_running(None), NOW)["stalled_for_s"] is None
     assert "result" not in fresh
+
+
+def _active(task_id: str, phase: Phase, state: str = "STARTED", **fields) -> TaskStatus:
+    return TaskStatus(task_id, phase, state, name="n", started_at=ago(3 * 3600), **fields)
+
+
+def test_lost_tasks_leave_running_for_their_own_list_with_when_their_worker_was_seen():
+    statuses = [
+        _active("run-1", Phase.RUNNING, worker="w1@host"),
+        _active("lost-1", Phase.LOST, worker="w2@host", worker_last_seen_at=ago(7200)),
+        _active("retry-1", Phase.RETRYING, "RETRY"),
+        _active("lost-2", Phase.LOST, worker="w3@host"),  # its worker never beat
+        TaskStatus("done-1", Phase.SUCCEEDED, "SUCCESS", name="n"),  # finished since the index was read
+    ]
+    running, lost = split_active(statuses, NOW)
+    assert [e["task_id"] for e in running] == ["run-1", "retry-1"]
+    assert [e["task_id"] for e in lost] == ["lost-1", "lost-2"]
+    assert lost[0]["phase"] == "lost" and lost[0]["worker"] == "w2@host"
+    assert lost[0]["elapsed_s"] == 3 * 3600 and lost[0]["worker_silent_for_s"] == 7200
+    assert lost[0]["worker_last_seen_at"] == ago(7200).isoformat()
+    assert lost[1]["worker_silent_for_s"] is None and lost[1]["worker_last_seen_at"] is None
+    assert "result" not in lost[0]
+    assert split_active([], NOW) == ([], [])
 
 
 def test_the_stalled_threshold_is_the_fileintel_stalled_after_setting():
