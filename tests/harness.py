@@ -546,3 +546,33 @@ def feed_events(flower: Any, task_id: str, name: str, *, args: str = "(2, 3)", k
             flower.flower_app.events.state.event(event)
 
     flower.call(apply)
+
+
+# -- tasks whose worker died --------------------------------------------------------------
+
+#: The lost-worker tests run with a short ``fileintel_lost_after`` (the default is 60 s).
+LOST_AFTER = 3.0
+
+
+@contextlib.contextmanager
+def lost_after(app: Any, seconds: float) -> Iterator[None]:
+    """This process's readers use ``fileintel_lost_after=seconds`` for the ``with`` block."""
+    from celery_ext.records import forget_store
+
+    previous = app.conf.get("fileintel_lost_after")
+    app.conf.fileintel_lost_after = seconds
+    forget_store(app)
+    try:
+        yield
+    finally:
+        app.conf.fileintel_lost_after = previous
+        forget_store(app)
+
+
+def kill_worker_tree(worker: Any) -> None:
+    """SIGKILL the worker's main process and its pool children: no shutdown, no last write."""
+    pids = [worker.pid, *worker.child_pids()]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    worker.proc.wait(timeout=10)

@@ -13,6 +13,7 @@ import pytest
 from celery_ext import describe
 from flower_fileintel.testing import FlowerServer
 from tests.harness import wait_for
+from tests.pages import CELLS_REACHABLE, DESKTOP, PHONE, open_page
 from tests.status_checks import reports_progress_as_started
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
@@ -37,16 +38,6 @@ def page(browser):
     page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
     yield page
     context.close()
-
-
-def open_page(page, url):
-    page.goto(url)
-    # The page's script ran, and a live page has applied its first update (pushed or polled).
-    page.wait_for_function(
-        "() => document.documentElement.getAttribute('data-fileintel-ready') === '1'"
-        " && (window.fileintelTransport === undefined"
-        "     || document.documentElement.getAttribute('data-fileintel-live') === '1')"
-    )
 
 
 def test_hostile_task_text_executes_nothing_and_is_shown_literally(app, worker, flower, page):
@@ -161,24 +152,6 @@ def test_the_board_keeps_updating_across_a_flower_restart(app, worker, browser):
 
 # --------------------------------------------------------------------------------------------
 # the on-call board: phone width, dark mode, readable formats, the task's story
-
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
-
-#: Every table cell is inside the viewport, or inside a box that scrolls sideways.
-CELLS_REACHABLE = """() => {
-  const width = window.innerWidth;
-  const bad = [];
-  for (const td of document.querySelectorAll('.fi-table td')) {
-    const r = td.getBoundingClientRect();
-    if (r.width === 0 && r.height === 0) { bad.push('hidden: ' + td.textContent); continue; }
-    if (r.left >= -0.5 && r.right <= width + 0.5) { continue; }
-    const box = td.closest('.fi-scroll');
-    const scrolls = box && ['auto', 'scroll'].includes(getComputedStyle(box).overflowX);
-    if (!scrolls) { bad.push('cut off: ' + td.textContent); }
-  }
-  return bad;
-}"""
 
 #: Lines an element's text takes (its height over its line height).
 LINES = """el => {

@@ -11,18 +11,8 @@ import pytest
 
 from flower_fileintel.testing import FlowerServer, http_get
 from tests import proj
-from tests.harness import wait_for
-from tests.integration.test_flower_browser import (
-    CELLS_REACHABLE,
-    DESKTOP,
-    PHONE,
-    open_page,
-)
-from tests.integration.test_lifecycle_edges import (
-    LOST_AFTER,
-    _kill_worker_tree,
-    lost_after,
-)
+from tests.harness import LOST_AFTER, kill_worker_tree, lost_after, wait_for
+from tests.pages import CELLS_REACHABLE, DESKTOP, PHONE, open_page
 from tests.status_checks import wait_for_phase
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -38,7 +28,7 @@ def lost_task(app, subprocess_worker):
     with lost_after(app, LOST_AFTER):
         result = proj.sleep.delay(60)
         wait_for_phase(app, result.id, "running", timeout=20)
-        _kill_worker_tree(worker)
+        kill_worker_tree(worker)
         yield {"id": result.id, "worker": worker.hostname}
 
 

@@ -17,7 +17,7 @@ import pytest
 from celery_ext.records import store_for
 from flower_fileintel.testing import FlowerServer, http_get
 from tests.harness import wait_for
-from tests.integration.test_flower_browser import DESKTOP, open_page
+from tests.pages import DESKTOP, open_page
 
 pytestmark = pytest.mark.integration
 

@@ -5,20 +5,17 @@ expired. (What the facts mean is unit-tested in test_verdict.py.)
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 import celery_ext
-from celery_ext.records import forget_store, store_for
+from celery_ext.records import store_for
 from celery_ext.status import Outcome, Phase
 from tests import harness, proj
-from tests.harness import run_celery
+from tests.harness import LOST_AFTER, kill_worker_tree, lost_after, run_celery
 from tests.status_checks import (
     describe_checked,
     revoke_confirmed,
@@ -27,23 +24,6 @@ from tests.status_checks import (
 )
 
 pytestmark = pytest.mark.integration
-
-#: The lost-worker tests run with a short fileintel_lost_after (the default is 60 s).
-LOST_AFTER = 3.0
-
-
-@contextlib.contextmanager
-def lost_after(app, seconds: float):
-    """This process's readers use ``fileintel_lost_after=seconds`` for the ``with`` block."""
-    previous = app.conf.get("fileintel_lost_after")
-    app.conf.fileintel_lost_after = seconds
-    forget_store(app)
-    try:
-        yield
-    finally:
-        app.conf.fileintel_lost_after = previous
-        forget_store(app)
-
 
 def test_describe_right_after_send_is_never_unknown(app):
     """The "sent" record waits in the writer's queue; this process's readers see it there."""
@@ -68,15 +48,6 @@ def test_another_process_sees_a_sent_task_as_queued(app):
     assert (doc["phase"], doc["outcome"]) == ("queued", "not_ready")
 
 
-def _kill_worker_tree(worker) -> None:
-    """SIGKILL the worker's main process and its pool children: no shutdown, no last write."""
-    pids = [worker.pid, *worker.child_pids()]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    worker.proc.wait(timeout=10)
-
-
 @pytest.mark.slow
 def test_a_task_whose_worker_was_killed_reads_lost(app, subprocess_worker):
     worker = subprocess_worker(pool="prefork", concurrency=1, env={"FILEINTEL_TEST_LOST_AFTER": str(LOST_AFTER)})
@@ -84,7 +55,7 @@ def test_a_task_whose_worker_was_killed_reads_lost(app, subprocess_worker):
     with lost_after(app, LOST_AFTER):
         wait_for_phase(app, result.id, "running", timeout=20)
         killed_at = time.monotonic()
-        _kill_worker_tree(worker)
+        kill_worker_tree(worker)
         status = wait_for(app, result.id, lambda s: s.phase is Phase.LOST, timeout=LOST_AFTER * 5)
         assert time.monotonic() - killed_at >= LOST_AFTER * 0.5  # not before its worker went quiet
         assert status.outcome is Outcome.LOST and status.worker == worker.hostname
