@@ -280,6 +280,16 @@ def snapshots_seen(viewers: list[BoardViewer]) -> int:
     return viewers[0].events.get("board", 0)
 
 
+def median_ms(call, rounds: int = 5) -> float:
+    """The median wall time of ``call()`` over ``rounds`` runs, in milliseconds."""
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
 def measure_size(app: Any, client: Any, ports: dict[str, int], pids: dict[str, int], running_ids: list[str],
                  stream: ProgressStream, window: float, requests_n: int) -> dict[str, Any]:
     from celery.result import AsyncResult
@@ -319,25 +329,14 @@ def measure_size(app: Any, client: Any, ports: dict[str, int], pids: dict[str, i
             result.backend._cache.pop(task_id, None)
             result.state  # noqa: B018
 
-    rounds = 5
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        ours()
-        times.append((time.perf_counter() - started) * 1000)
-    row["many"] = statistics.median(times)
+    row["many"] = median_ms(ours)
     row["many_trips"] = round_trips(ours)
     stream.paused.set()
     try:
         row["many_cmds"] = redis_commands(client, ours)
     finally:
         stream.paused.clear()
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        stock_many()
-        times.append((time.perf_counter() - started) * 1000)
-    row["stock_many"] = statistics.median(times)
+    row["stock_many"] = median_ms(stock_many)
     row["stock_many_trips"] = round_trips(stock_many)
     row["active_read"] = len(recent_task_ids(app, "active", 10_000))
     return row
