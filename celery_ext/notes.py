@@ -79,7 +79,8 @@ def notes_for(f: Facts, settings: FileIntelSettings) -> list[str]:
         notes.append(
             f"It was running on {worker}, which {seen} (fileintel_lost_after={settings.lost_after:g} s): "
             "the worker died (killed, out of memory, machine lost) while the task ran. With "
-            "acks_late the broker redelivers it and it runs again; otherwise send it again."
+            "acks_late the broker redelivers it and it runs again (RabbitMQ at once, Redis after "
+            "its visibility_timeout, 1 h by default); otherwise send it again."
         )
     done = fmt_time(f.completed_at) or "an unknown time"
     if f.outcome is Outcome.EVICTED and record is not None:

@@ -64,7 +64,8 @@ def _lost(s: TaskStatus) -> str:
     seen = f", last seen at {when(s.worker_last_seen_at)}" if s.worker_last_seen_at else ""
     return (
         f"task {s.task_id} was lost: {worker}{seen} died while running it, so it will not "
-        "finish. Send it again (with acks_late the broker redelivers it)."
+        "finish. Send it again (with acks_late the broker redelivers it: RabbitMQ at once, Redis "
+        "after its visibility_timeout)."
     )
 
 
