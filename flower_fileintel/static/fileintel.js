@@ -429,6 +429,8 @@
       // Lost: celery_ext decided it (no liveness beat from its worker); it will not finish.
       var lost = board.lost || [];
       setText(byId("fi-lost-count"), lost.length);
+      var lostHint = byId("fi-lost-hint");
+      if (lostHint) { lostHint.hidden = lost.length === 0; }  // what to do, only when there is something to do
       fill("fi-lost", "fi-lost-empty", lost, function (t) {
         var tr = document.createElement("tr");
         tr.setAttribute("data-task-id", t.task_id);

@@ -270,6 +270,8 @@ def test_board_rows_read_well_and_ids_copy(browser, flower, board_tasks):
         assert "T" not in text and "." not in text  # no raw ISO timestamps
         percent = page.locator(f'#fi-running tr[data-task-id="{board_tasks["running"]}"] .fi-percent')
         assert percent.text_content() == "50 %"
+        # No task is lost: the section says so, without its what-to-do paragraph.
+        assert page.locator("#fi-lost-empty").is_visible() and page.locator("#fi-lost-hint").is_hidden()
         assert "tabular-nums" in percent.evaluate("el => getComputedStyle(el).fontVariantNumeric")
         button = page.locator(f'#fi-finished tr[data-task-id="{board_tasks["ok"]}"] .fi-copy')
         button.click()

@@ -74,7 +74,8 @@ def test_the_board_shows_a_lost_task_in_its_own_section_at_1280_and_390px(flower
             count = page.locator("#fi-lost-count").text_content()
             assert count == str(page.locator("#fi-lost tbody tr").count())
             assert page.locator("#fi-lost-empty").is_hidden()
-            assert "acks_late" in page.locator("#fi-lost-hint").text_content()
+            hint = page.locator("#fi-lost-hint")
+            assert hint.is_visible() and "acks_late" in hint.text_content()
             # Right after Running, readable at both widths, every cell visible.
             headings = page.locator(".fi-h2").all_text_contents()
             assert headings[0].startswith("Running") and headings[1].startswith("Lost (their worker died)")
