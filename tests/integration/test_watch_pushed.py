@@ -64,7 +64,14 @@ def _final_record(app: Any, task_id: str) -> celery_ext.TaskStatus:
     return wait_for_status(app, task_id, record_is_final, timeout=30)
 
 
-def _same_document(waited: celery_ext.TaskStatus, later: celery_ext.TaskStatus) -> None:
+#: Celery stores REVOKED twice for a task revoked before it ran (the second payload is larger,
+#: with its own date), and our record comes after both: a reader at the first write, pushed or
+#: read, sees that write's size and date, and no worker or retries until the record. (A
+#: describe() at that moment says the same: this is not the push's doing.)
+FROM_THE_SECOND_REVOKED_WRITE = {"worker", "retries", "completed_at", "result_info"}
+
+
+def _same_document(waited: celery_ext.TaskStatus, later: celery_ext.TaskStatus, may_differ: frozenset[str] = frozenset()) -> None:
     ours, theirs = check_document(waited.to_dict()), check_document(later.to_dict())
     ours_placeholders = ours["result_info"].pop("placeholders")
     theirs_placeholders = theirs["result_info"].pop("placeholders")
@@ -72,8 +79,8 @@ def _same_document(waited: celery_ext.TaskStatus, later: celery_ext.TaskStatus) 
     for mine, final in zip(ours_placeholders, theirs_placeholders):
         assert mine["repr"] in (final["repr"], UNTIL_THE_RECORD)
     differs = {k for k in ours if ours[k] != theirs[k]}
-    assert differs <= FROM_THE_FINAL_RECORD, {k: (ours[k], theirs[k]) for k in differs}
-    for field in ("runtime_s", "started_at"):
+    assert differs <= FROM_THE_FINAL_RECORD | may_differ, {k: (ours[k], theirs[k]) for k in differs}
+    for field in ("runtime_s", "started_at", "worker", "retries"):
         assert ours[field] in (None, theirs[field]), field  # not known yet, never different
 
 
@@ -116,13 +123,18 @@ def _not_json(app: Any) -> str:
 
 
 @pytest.mark.parametrize(
-    "send, phase",
-    [(_failed, Phase.FAILED), (_revoked, Phase.REVOKED), (_large, Phase.SUCCEEDED), (_not_json, Phase.SUCCEEDED)],
+    "send, phase, may_differ",
+    [
+        (_failed, Phase.FAILED, frozenset()),
+        (_revoked, Phase.REVOKED, frozenset(FROM_THE_SECOND_REVOKED_WRITE)),
+        (_large, Phase.SUCCEEDED, frozenset()),
+        (_not_json, Phase.SUCCEEDED, frozenset()),
+    ],
     ids=["failure", "revoked", "large result", "non-JSON result"],
 )
-def test_the_waited_status_is_what_describe_says_a_moment_later(app, worker, send, phase):
+def test_the_waited_status_is_what_describe_says_a_moment_later(app, worker, send, phase, may_differ):
     """Whichever way the status arrived (pushed, or read when the task ended first)."""
     task_id = send(app)
     waited = celery_ext.wait(app, [task_id], timeout=30)[task_id]
     assert waited.phase is phase
-    _same_document(waited, _final_record(app, task_id))
+    _same_document(waited, _final_record(app, task_id), may_differ)
