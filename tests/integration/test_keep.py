@@ -247,6 +247,8 @@ def test_post_keep_needs_authentication_like_flowers_own_actions(app, worker, re
         # Flower's cross-site check on POST: a page of another site cannot use the browser's login.
         cross = http_post(server.url(path), "for=7d", auth=("user", "right"), headers={"Sec-Fetch-Site": "cross-site"})
         assert cross.status == 403
+        elsewhere = http_post(server.url(path), "for=7d", auth=("user", "right"), headers={"Origin": "https://elsewhere.example"})
+        assert elsewhere.status == 403
     secret = "test-cookie-secret"
     with FlowerServer(app, auth=".*@example.com", cookie_secret=secret) as server:
         assert http_post(server.url(path), "for=7d").status == 403  # no session: refused, never redirected
