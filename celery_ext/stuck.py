@@ -3,7 +3,7 @@
 A producer that called ``install(app)`` adds each task it sends to the "queued" index in the
 same script call that writes its "sent" record (``task_record.WRITE_SCRIPT``), scored by the
 send time. Workers add no command per task: each writer takes the ids its worker received
-out of the index in one ZREM at its once-a-second trim, and readers drop the rest lazily.
+out of the index in one ZREM at its index trim (every five seconds), and readers drop the rest lazily.
 
 ``find_stuck`` reads the oldest ``limit`` ids sent before the threshold, classifies them like
 every reader (``describe_many``: one round trip), keeps those still ``queued`` and removes the
