@@ -4,7 +4,10 @@ Receivers are connected once, at module level, with ``weak=False`` and a ``dispa
 ``install`` appends this module to ``app.conf.imports`` so pool children started with
 ``spawn`` (which do not inherit the parent's receivers) import it and connect them too.
 Each receiver only queues a small write for the background writer (see writer.py): no I/O on
-the task's path or on the worker's event loop, and it never raises into a task.
+the task's path or on the worker's event loop, and it never raises into a task. One write
+goes another way: a successful task's end rides in Celery's own write of its result
+(``_RecordEnd``, ``measure.py``), in the task's thread, one transaction and no round trip
+of its own. That is most tasks' only record write.
 """
 
 from __future__ import annotations
@@ -14,17 +17,18 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, bootsteps, signals, states
 from celery.app import app_or_default
 
 from celery_ext.liveness import current_incarnation
-from celery_ext.measure import take_stored, wrap_redis_backend
+from celery_ext.measure import StoredResult, take_stored, wrap_redis_backend
 from celery_ext.record_writes import RecordWrite
-from celery_ext.records import store_for
+from celery_ext.records import RecordStore, store_for
 from celery_ext.settings import DEFAULTS, get_settings
-from celery_ext.task_record import RecordFields
+from celery_ext.task_record import Rank, RecordFields
 from celery_ext.writer import flush_all, writer_for
 
 __all__ = ["install", "FileIntelStep", "is_installed", "keep_last_progress", "bounded_traceback"]
@@ -32,13 +36,31 @@ __all__ = ["install", "FileIntelStep", "is_installed", "keep_last_progress", "bo
 logger = logging.getLogger(__name__)
 
 _installed: weakref.WeakSet[Celery] = weakref.WeakSet()
-#: task id -> perf_counter at task_prerun, in the process that runs the task.
-_started: dict[str, float] = {}
+
+
+@dataclass
+class _Run:
+    """A task running in this process, from task_prerun to its end."""
+
+    task: Any
+    started: float  # time.perf_counter() at task_prerun
+    fields: RecordFields  # what its "started" write says, folded into its end
+    #: time.monotonic() from which its "started" write may have been made (it waits
+    #: STARTED_WAIT; progress makes it due at once): then its end leaves the "active" index.
+    started_written_from: float
+    #: Its end was written with its result (``_RecordEnd``): its waiting "started" write is moot.
+    end_written: bool = False
+
+
+#: task id -> the run, in the process that runs the task.
+_started: dict[str, _Run] = {}
 _started_lock = threading.Lock()
 ERROR_MESSAGE_MAX = 500
-#: A "started" write waits this long for the task's end, and is folded into it if it comes:
-#: most tasks are short, and one write per task is most of the bootstep's cost.
-STARTED_WAIT = 0.05
+#: A "started" write waits this long for the task's end, and is dropped if the end rode along
+#: with the result by then (or folded into the end the writer makes): most tasks are short,
+#: and one write per task is most of the bootstep's cost. (At 50 ms, 2.5 % of no-op tasks on a
+#: busy threads pool still had theirs written: a task is "running" in records 0.2 s late.)
+STARTED_WAIT = 0.2
 #: A "received" write waits this long; it is dropped if a pool process has taken the task by
 #: then (its "started" write says more). So ``received_at`` is known for tasks that waited in
 #: the worker's prefetch buffer, the ones where it tells something.
@@ -55,7 +77,7 @@ def install(app: Celery) -> Celery:
     if app in _installed:
         return app
     app.add_defaults(DEFAULTS)
-    wrap_redis_backend()
+    wrap_redis_backend(_end_riding_along)
     _on_configured(app)
     # config_from_object() after install() reloads the configuration: apply ours again then.
     app.on_after_configure.connect(_on_configured, weak=False)
@@ -174,8 +196,8 @@ def _task_app(task: Any) -> Celery | None:
 
 def _runtime(task_id: str) -> float | None:
     with _started_lock:
-        started = _started.pop(task_id, None)
-    return round(time.perf_counter() - started, 6) if started is not None else None
+        run = _started.pop(task_id, None)
+    return round(time.perf_counter() - run.started, 6) if run is not None else None
 
 
 def _stored_result_fields(task_id: str, state: str, ran_here: bool) -> tuple[RecordFields, bool]:
@@ -205,6 +227,9 @@ def keep_last_progress(task: Any, meta: dict[str, Any]) -> None:
         text = json.dumps(meta)
     except (TypeError, ValueError):
         return
+    run = _started.get(task_id) if task_id else None
+    if run is not None:
+        run.started_written_from = 0.0  # progress makes the "started" write due at once
     _queue_write(_task_app(task), task_id, None, {}, live={"progress": text})
 
 
@@ -285,8 +310,6 @@ def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
 def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
     if task_id is None or task is None:
         return
-    with _started_lock:
-        _started[task_id] = time.perf_counter()
     request = task.request
     fields: RecordFields = {
         "started_at": _now(),
@@ -295,7 +318,82 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
         "retries": getattr(request, "retries", 0),
         "incarnation": current_incarnation(),
     }
-    _queue_write(_task_app(task), task_id, states.STARTED, fields, wait=STARTED_WAIT)
+    run = _Run(task, time.perf_counter(), fields, time.monotonic() + STARTED_WAIT)
+    with _started_lock:
+        _started[task_id] = run
+    # Dropped when it falls due if the task's end rode along with its result by then.
+    _queue_write(
+        _task_app(task), task_id, states.STARTED, fields, wait=STARTED_WAIT,
+        still_needed=lambda: not run.end_written,
+    )
+
+
+class _RecordEnd:
+    """A successful task's record end, riding along with Celery's write of its result
+    (``measure.Rider``): the "started" fields and the end in one HSET, the "finished" index,
+    the record's TTL, and, if its "started" write may have been made, out of "active".
+    Everything is computed here: queuing the commands on Celery's pipeline cannot fail."""
+
+    def __init__(self, task_id: str, run: _Run, store: RecordStore, stored: StoredResult) -> None:
+        self.task_id, self.run, self.app = task_id, run, store.app
+        completed_at = _now()
+        request = run.task.request
+        fields: RecordFields = {
+            **run.fields,
+            "completed_at": completed_at,
+            "runtime_s": round(time.perf_counter() - run.started, 6),
+            "placeholders": getattr(request, "fileintel_placeholders", None),
+            "result_expires_s": stored.ttl_s if stored.ttl_s is not None else store.result_expires_s,
+            "result_bytes": stored.nbytes,
+            "result_expires_ts": "never" if stored.expires_at is None else repr(stored.expires_at),
+        }
+        self.mapping = {k: v if type(v) is str else _text(v) for k, v in fields.items() if v is not None}
+        self.mapping.update(state=states.SUCCESS, rank=str(int(Rank.TERMINAL)))
+        self.key = store.record_key(task_id)
+        self.leaves_active = time.monotonic() >= run.started_written_from - STARTED_WRITE_MARGIN
+        self.active_key, self.finished_key, self.ttl = store.active_key, store.finished_key, store.record_ttl
+        self.score = {task_id: completed_at}
+
+    def add_to(self, pipe: Any) -> None:
+        pipe.hset(self.key, mapping=self.mapping)
+        if self.leaves_active:
+            pipe.zrem(self.active_key, self.task_id)
+        pipe.zadd(self.finished_key, self.score)
+        pipe.expire(self.key, self.ttl)
+
+    def landed(self) -> None:
+        self.run.end_written = True
+        with _started_lock:
+            if _started.get(self.task_id) is self.run:
+                del _started[self.task_id]
+        _ended_here.task_id = self.task_id
+        writer_for(self.app).note_end_written(self.task_id)
+
+
+#: The id of the task whose end last rode along in this thread: its task_success has no more to write.
+_ended_here = threading.local()
+#: A task's end leaves "active" if it comes this close to its "started" write's time:
+#: perf_counter and monotonic clocks, and the writer's due slack, may differ by that much.
+STARTED_WRITE_MARGIN = 0.02
+
+
+def _end_riding_along(backend: Any, key: bytes, stored: StoredResult) -> _RecordEnd | None:
+    """The record end to add to Celery's write of ``key``: for a task that ran in this
+    process, when its records live beside its results (same Redis, same backend)."""
+    prefix = getattr(backend, "task_keyprefix", None)
+    if not prefix or not key.startswith(prefix):
+        return None
+    task_id = key[len(prefix):].decode()
+    run = _started.get(task_id)
+    if run is None:
+        return None
+    app = _task_app(run.task)
+    if app is None or not is_installed(app) or backend is not app.backend:
+        return None
+    store = store_for(app)
+    if not store.enabled or not store.records_beside_results:
+        return None
+    return _RecordEnd(task_id, run, store, stored)
 
 
 @signals.task_success.connect(weak=False, dispatch_uid="fileintel.task_success")
@@ -306,6 +404,9 @@ def _on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     request = task.request
     task_id = getattr(request, "id", None)
     if task_id is None:
+        return
+    if getattr(_ended_here, "task_id", None) == task_id:
+        _ended_here.task_id = None  # its end rode along with its result
         return
     app = _task_app(task)
     ignored = bool(task.ignore_result or getattr(request, "ignore_result", False))

@@ -149,8 +149,10 @@ def observe_pushed(
     Celery PUBLISHes the very bytes it has just SETEX'd on the result key, with the backend's
     expiry as TTL, so everything the read script would return about the result is in hand:
     the payload, its size (STRLEN) and its TTL (PTTL, give or take the message's transit).
-    The record is the one ``earlier`` read: the worker writes its final record after Celery
-    published, so a read at this moment would not find a newer one either.
+    The record is the one ``earlier`` read. A read at this moment may find the worker's
+    final record (a success's end rides in the same transaction as its result; other ends
+    come a moment later): what only that record brings (the runtime, a short task's start)
+    is then left unknown here, never different.
 
     None when only a read gives what ``describe`` would say: the message is not a final
     state, cannot be decoded here, is larger than ``fileintel_max_result_bytes`` (describe

@@ -10,6 +10,12 @@ is stored) takes it. No I/O is added and Celery's write is unchanged.
 
 The expiry is the worker's clock plus the TTL Celery set: the server starts the TTL at the
 same moment, so the two agree to within the worker's clock error.
+
+A task's record can also ride along: when the bootstep registered a ``Rider`` for the result
+this thread stores (a task that ran here and succeeded), its commands go in the same
+pipeline as Celery's SETEX and PUBLISH, one transaction and no round trip of their own
+(``benchmarks/bootstep_overhead.py``). For that, ``_set`` is Celery's own (the same two
+commands, from Celery 5.3 to 5.7) plus the rider's; a rider's error never fails the store.
 """
 
 from __future__ import annotations
@@ -17,12 +23,13 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from celery import states
 
-__all__ = ["StoredResult", "wrap_redis_backend", "take_stored", "stored_ttl_s"]
+__all__ = ["StoredResult", "Rider", "wrap_redis_backend", "take_stored", "stored_ttl_s"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,23 @@ class StoredResult:
     ttl_s: int | None = None
 
 
+class Rider(Protocol):
+    """Commands that ride along with Celery's write of one result (see the module's text)."""
+
+    def add_to(self, pipe: Any) -> None:
+        """Queue the commands on Celery's pipeline (inside its MULTI)."""
+
+    def landed(self) -> None:
+        """Celery's write and the rider's commands went through (not called when a rider's
+        command failed: then the record is written the usual way)."""
+
+
+#: ``(backend, key, stored)`` -> a rider for that write, or None; set by ``wrap_redis_backend``.
+RiderFor = Callable[[Any, bytes, StoredResult], "Rider | None"]
+
 _note = threading.local()
+#: The bootstep's ``RiderFor`` (``wrap_redis_backend``).
+_rider_for: RiderFor | None = None
 
 
 def take_stored(task_id: str, state: str) -> StoredResult | None:
@@ -65,26 +88,66 @@ def stored_ttl_s(backend: Any, state: str) -> float | None:
     return float(expires) if expires else None
 
 
-def wrap_redis_backend() -> None:
-    """Measure every result the Redis backend stores (once per process; idempotent)."""
+def wrap_redis_backend(rider_for: RiderFor | None = None) -> None:
+    """Measure every result the Redis backend stores, and let ``rider_for`` add commands to a
+    successful result's write (once per process; idempotent)."""
     from celery.backends.redis import RedisBackend
 
+    global _rider_for
+    if rider_for is not None:
+        _rider_for = rider_for
     original = RedisBackend._set_with_state
     if getattr(original, "_fileintel_measures", False):
         return
+    original_set = RedisBackend._set
 
     @functools.wraps(original)
     def _set_with_state(self: Any, key: Any, value: Any, state: str) -> Any:
-        result = original(self, key, value, state)
         try:
-            ttl = stored_ttl_s(self, state)
-            raw_key = key if isinstance(key, bytes) else str(key).encode()
-            _note.stored = StoredResult(
-                raw_key, state, _byte_length(value), time.time() + ttl if ttl else None, round(ttl) if ttl else None
-            )
+            stored = _measure(self, key, value, state)
+            rider = _rider_for(self, stored.key, stored) if _rider_for and state == states.SUCCESS else None
         except Exception:  # pragma: no cover - a measurement never breaks a store
-            _note.stored = None
+            stored, rider = None, None
+        _note.rider, _note.rode = rider, False
+        try:
+            result = original(self, key, value, state)
+        finally:
+            _note.rider = None
+        _note.stored = stored
+        if rider is not None and _note.rode:
+            rider.landed()
         return result
+
+    @functools.wraps(original_set)
+    def _set(self: Any, key: Any, value: Any, *args: Any) -> Any:
+        rider: Rider | None = getattr(_note, "rider", None)
+        if rider is None:
+            return original_set(self, key, value, *args)
+        # Celery's _set (5.3: no ``expires`` argument; 5.7: ``expires``, None for its own).
+        expires = args[0] if args and args[0] is not None else self.expires
+        with self.client.pipeline() as pipe:
+            if expires:
+                pipe.setex(key, expires, value)
+            else:
+                pipe.set(key, value)
+            pipe.publish(key, value)
+            try:
+                rider.add_to(pipe)
+            except Exception:  # pragma: no cover - never happens (all computed up front); never fails a store
+                return original_set(self, key, value, *args)
+            replies = pipe.execute(raise_on_error=False)
+        for reply in replies[:2]:  # Celery's own: fail as Celery would; the rider's never do
+            if isinstance(reply, Exception):
+                raise reply
+        _note.rode = not any(isinstance(reply, Exception) for reply in replies[2:])
+        return None
 
     setattr(_set_with_state, "_fileintel_measures", True)
     setattr(RedisBackend, "_set_with_state", _set_with_state)
+    setattr(RedisBackend, "_set", _set)
+
+
+def _measure(backend: Any, key: Any, value: Any, state: str) -> StoredResult:
+    ttl = stored_ttl_s(backend, state)
+    raw_key = key if isinstance(key, bytes) else str(key).encode()
+    return StoredResult(raw_key, state, _byte_length(value), time.time() + ttl if ttl else None, round(ttl) if ttl else None)

@@ -102,6 +102,12 @@ class RecordStore:
         self.prefix = task_prefix[: -len(_CELERY_META_PREFIX)]
         self.meta_prefix = task_prefix
 
+    @property
+    def records_beside_results(self) -> bool:
+        """Records live in the result backend's own Redis (no ``fileintel_redis_url``): a
+        task's end can ride along with Celery's write of its result."""
+        return self.result_backend_is_redis and not self.settings.redis_url
+
     def _records_url(self) -> str | None:
         if self.settings.redis_url:
             return self.settings.redis_url

@@ -53,7 +53,8 @@ class Rank(enum.IntEnum):
 # are still missing, so a terminal record is never downgraded. Live fields (the last
 # progress) overwrite while the record is not terminal. One script = one atomic step.
 # The writer trims the indexes itself, once every five seconds. The common terminal write does not come
-# here: the process that ran the task writes it directly (writer.py, ``direct_commands``).
+# here: the process that ran the task writes it directly, with its result (bootstep.py,
+# ``_RecordEnd``) or as plain commands (writer.py, ``_direct_commands``).
 WRITE_SCRIPT = string.Template("""
 local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
 local rank = tonumber(ARGV[3])

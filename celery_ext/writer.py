@@ -6,11 +6,12 @@ queue into one pipeline per batch, with a short socket timeout. When Redis fails
 once per interval and drops that batch: a record is a nicety, the task is what matters.
 
 A producer's "sent" write goes to Redis in the sender's own thread, before the publish, so
-a task just sent reads ``queued`` everywhere. Worker writes go through the thread. A write a
-later one will likely supersede waits for it (``not_before``; ``WaitingWrites``), so a short
-task costs one write: its end, which the process that ran it makes with three plain commands
-(``RecordWriter._direct_commands``). A busy writer lingers ``LINGER`` to gather bigger
-batches. Until a queued "sent" write is done, ``pending()`` hands it to readers in the same
+a task just sent reads ``queued`` everywhere. Worker writes go through the thread, except a
+successful task's end, which rides with Celery's write of its result (``bootstep._RecordEnd``).
+A write a later one will likely supersede waits for it (``not_before``; ``WaitingWrites``), so
+a short task costs one write: its end. An end the thread writes for the process that ran the
+task goes as three plain commands (``RecordWriter._direct_commands``). A busy writer lingers
+``LINGER`` to gather bigger batches. Until a queued "sent" write is done, ``pending()`` hands it to readers in the same
 process.
 """
 
@@ -95,6 +96,8 @@ class RecordWriter:
         #: Ids a worker received, started or finished since the last trim: the trim takes
         #: them out of the "queued" index in one command, not one per task.
         self._left_queue: set[str] = set()
+        #: Guards the three sets above: tasks' threads add to them too (note_end_written).
+        self._book_lock = threading.Lock()
         self._waiting = WaitingWrites()  # touched by the thread only
         #: Writes with a ``not_before``, for the thread to take (deque appends are atomic).
         self._lane: deque[RecordWrite] = deque()
@@ -282,9 +285,10 @@ class RecordWriter:
         process's worker took off the queue go in one ZREM."""
         pipe.zremrangebyscore(store.queued_key, "-inf", time.time() - ttl)
         pipe.zremrangebyrank(store.queued_key, QUEUED_INDEX_SIZE, -1)
-        if self._left_queue:
-            pipe.zrem(store.queued_key, *self._left_queue)
-            self._left_queue = set()
+        with self._book_lock:
+            left, self._left_queue = self._left_queue, set()
+        if left:
+            pipe.zrem(store.queued_key, *left)
 
     def _is_direct(self, w: RecordWrite) -> bool:
         return w.direct and w.state is not None and w.task_id not in self._finished
@@ -322,20 +326,27 @@ class RecordWriter:
             json.dumps(w.live) if w.live else "{}",
         )
 
+    def note_end_written(self, task_id: str) -> None:
+        """A task's end this process wrote beside its result (``bootstep._RecordEnd``), from
+        the task's thread: remember it as if this writer had written it."""
+        self._remember_state(task_id, Rank.TERMINAL)
+
     def _remember(self, w: RecordWrite) -> None:
-        if w.state is None:
-            return
-        rank = Rank.of(w.state)
-        if rank > Rank.SENT and len(self._left_queue) < LEFT_QUEUE_BATCH:
-            self._left_queue.add(w.task_id)
-        if rank is Rank.RUNNING:
-            if w.task_id not in self._finished:
-                self._running.add(w.task_id)
-        elif rank is Rank.TERMINAL:
-            self._running.discard(w.task_id)
-            self._finished[w.task_id] = None
-            if len(self._finished) > REMEMBERED_TERMINAL:
-                del self._finished[next(iter(self._finished))]
+        if w.state is not None:
+            self._remember_state(w.task_id, Rank.of(w.state))
+
+    def _remember_state(self, task_id: str, rank: Rank) -> None:
+        with self._book_lock:  # the writer's thread and tasks' threads (note_end_written)
+            if rank > Rank.SENT and len(self._left_queue) < LEFT_QUEUE_BATCH:
+                self._left_queue.add(task_id)
+            if rank is Rank.RUNNING:
+                if task_id not in self._finished:
+                    self._running.add(task_id)
+            elif rank is Rank.TERMINAL:
+                self._running.discard(task_id)
+                self._finished[task_id] = None
+                if len(self._finished) > REMEMBERED_TERMINAL:
+                    del self._finished[next(iter(self._finished))]
 
     def _log_error(self, message: str, *args: Any) -> None:
         now = time.monotonic()

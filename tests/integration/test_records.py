@@ -60,9 +60,8 @@ def test_every_pool_writes_complete_records(app, subprocess_worker, pool, start_
     assert record.worker and record.worker.startswith("fileintel-test-")
     assert record.queued_at <= record.started_at <= record.completed_at
     # "received" is written only for a task still waiting in the prefetch buffer after
-    # RECEIVED_WAIT (test below); in one process its fields fold into the task's one write.
-    if pool != "prefork":
-        assert record.queued_at <= record.received_at <= record.started_at
+    # RECEIVED_WAIT (test below): a task a pool takes at once has its end as its one write.
+    assert record.received_at is None or record.queued_at <= record.received_at <= record.started_at
     store = store_for(app)
     assert record.result_bytes == status.result_info.bytes == store.client().strlen(store.meta_key(ok.id))
     ttl = store.client().pttl(store.meta_key(ok.id)) / 1000
@@ -147,6 +146,41 @@ def test_active_and_finished_indexes(app, worker):
     wait_for(app, running.id, lambda s: s.runtime_s is not None)
     assert running.id not in recent_task_ids(app, "active")
     assert recent_task_ids(app, "finished", 1) == [running.id]
+
+
+def test_a_successful_tasks_end_is_in_redis_the_moment_its_result_is(app, worker):
+    """The end rides in Celery's own MULTI with the result: whoever hears the result's
+    PUBLISH finds the terminal record, with no window where the record lags the result."""
+    store = store_for(app)
+    client = store.client()
+    task_id = str(uuid.uuid4())
+    pubsub = app.backend.client.pubsub()
+    pubsub.subscribe(store.meta_key(task_id))
+    try:
+        proj.add.apply_async((2, 3), task_id=task_id)
+        deadline = time.monotonic() + 30
+        while (message := pubsub.get_message(timeout=1.0)) is None or message["type"] != "message":
+            assert time.monotonic() < deadline, "no result was published"
+        record = TaskRecord.from_redis(client.hgetall(store.record_key(task_id)))
+    finally:
+        pubsub.close()
+    assert record is not None and record.state == "SUCCESS"
+    assert record.runtime_s is not None and record.started_at <= record.completed_at
+    assert record.result_bytes == client.strlen(store.meta_key(task_id))
+    assert client.zscore(store.finished_key, task_id) is not None
+    assert 0 < client.ttl(store.record_key(task_id)) <= store.record_ttl
+
+
+def test_a_record_that_cannot_take_the_end_never_fails_the_tasks_result(app, worker, caplog):
+    """A record key holding another type (WRONGTYPE inside Celery's MULTI): Celery's own
+    write still lands and the task succeeds; only the record is missing its end."""
+    store = store_for(app)
+    task_id = str(uuid.uuid4())
+    store.client().set(store.record_key(task_id), "not a hash")
+    result = proj.add.apply_async((2, 3), task_id=task_id)
+    assert result.get(timeout=30) == 5
+    assert result.state == "SUCCESS"
+    assert store.client().get(store.record_key(task_id)) == b"not a hash"
 
 
 def test_global_keyprefix_is_honoured(redis_server):

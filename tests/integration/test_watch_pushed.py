@@ -1,10 +1,10 @@
 """``wait()`` returns the final status built from the pushed result (no read after the push),
 and that document is the one ``describe()`` returns a moment later.
 
-Except for what only the worker's final record brings: the worker writes it a moment after
-Celery published the result, so neither the pushed status nor a read at that moment has it
-yet (a re-read after the push, as ``wait()`` did before, missed it most of the time too).
-Those fields are either still unknown or the same; every other field is identical.
+Except for what only the worker's final record brings: the pushed status is built from the
+record as read before the push (a success's record end lands in the same transaction as its
+result, other ends a moment after). Those fields are either still unknown or the same; every
+other field is identical.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from tests.status_checks import wait_for as wait_for_status
 
 pytestmark = pytest.mark.integration
 
-#: Written by the worker's final record, after Celery published: ``runtime_s``; ``started_at``
-#: of a task shorter than the "started" write's 50 ms fold; the result's expiry as the worker
+#: Written by the worker's final record, with or after Celery's publish: ``runtime_s``;
+#: ``started_at`` of a task shorter than the "started" write's 0.2 s fold; the result's expiry as the worker
 #: measured it (a read without the record computes it from the TTL, to the millisecond); and
 #: ``expires_in_s``, which ticks from read to read. (And the original reprs of FileIntelTask's
 #: placeholders: until the record has them, the result itself names each one's path and type.)

@@ -89,8 +89,8 @@ def read_at_setup(app: Celery, record: list[bytes]) -> Observation:
 
 
 def read_now(app: Celery, payload: bytes, record: list[bytes]) -> Observation:
-    """What the read script returns right after Celery stored ``payload`` (the record is not
-    final yet: the worker writes it after Celery published)."""
+    """What the read script returns right after Celery stored ``payload``, for a record not
+    final yet (a failure's end comes after Celery published)."""
     loaded = len(payload) <= MAX_RESULT_BYTES
     reply = [len(payload), EXPIRES * 1000, payload if loaded else None, None if loaded else payload[:256], packed(record), "0.5"]
     return lookup._from_script(app, TID, reply, NOW, EXPIRES, None)

@@ -212,3 +212,85 @@ def test_every_field_a_receiver_may_write_is_read_back():
     stored_as = {"result_expires_ts": "result_expires_at"}
     unread = [name for name in texts if getattr(record, stored_as.get(name, name)) in (None, False)]
     assert unread == []
+
+
+class TestRideAlong:
+    """A rider's commands go in Celery's own result transaction; only Celery's errors fail it."""
+
+    class Pipeline(FakePipeline):
+        def __init__(self, calls: list[tuple[Any, ...]], replies: list[Any]) -> None:
+            super().__init__(calls)
+            self.replies = replies
+
+        def execute(self, raise_on_error: bool = True) -> list[Any]:
+            self.calls.append(("execute", raise_on_error))
+            return self.replies
+
+    class Backend:
+        """What Celery's Redis backend's ``_set_with_state`` and ``_set`` use of themselves."""
+
+        expires = 3600
+        failure_expires = None
+
+        def __init__(self, replies: list[Any]) -> None:
+            self.calls: list[tuple[Any, ...]] = []
+            pipeline = TestRideAlong.Pipeline(self.calls, replies)
+            self.client = type("Client", (), {"pipeline": lambda _self: pipeline})()
+
+        def set(self, key: Any, value: Any, expires: Any = None) -> None:
+            from celery.backends.redis import RedisBackend
+
+            RedisBackend._set(self, key, value)
+
+    class Rider:
+        def __init__(self) -> None:
+            self.landings = 0
+
+        def add_to(self, pipe: Any) -> None:
+            pipe.hset("record", "state", "SUCCESS")
+
+        def landed(self) -> None:
+            self.landings += 1
+
+    def _store(self, monkeypatch, replies: list[Any], state: str = "SUCCESS") -> tuple[Backend, Rider, list[tuple[Any, ...]]]:
+        from celery.backends.redis import RedisBackend
+
+        measure.wrap_redis_backend()
+        rider = self.Rider()
+        asked: list[tuple[Any, ...]] = []
+
+        def rider_for(backend: Any, key: bytes, stored: measure.StoredResult) -> TestRideAlong.Rider:
+            asked.append((key, stored.state, stored.nbytes))
+            return rider
+
+        monkeypatch.setattr(measure, "_rider_for", rider_for)
+        backend = self.Backend(replies)
+        RedisBackend._set_with_state(backend, b"celery-task-meta-abc", "value", state)
+        return backend, rider, asked
+
+    def test_the_riders_commands_go_in_celerys_pipeline_after_its_own(self, monkeypatch):
+        backend, rider, asked = self._store(monkeypatch, [True, 1, 1])
+        assert [c[0] for c in backend.calls] == ["setex", "publish", "hset", "execute"]
+        assert backend.calls[-1] == ("execute", False)  # a rider's error must not raise
+        assert backend.calls[0] == ("setex", b"celery-task-meta-abc", 3600, "value")
+        assert asked == [(b"celery-task-meta-abc", "SUCCESS", 5)] and rider.landings == 1
+        assert measure.take_stored("abc", "SUCCESS") is not None  # still measured for the receivers
+
+    def test_a_riders_failed_command_never_fails_the_store_and_is_not_landed(self, monkeypatch):
+        from redis.exceptions import ResponseError
+
+        _, rider, _ = self._store(monkeypatch, [True, 1, ResponseError("WRONGTYPE")])
+        assert rider.landings == 0  # the receivers write the record the usual way
+
+    def test_celerys_own_error_fails_the_store_as_it_would_without_a_rider(self, monkeypatch):
+        from redis.exceptions import ResponseError
+
+        with pytest.raises(ResponseError, match="OOM"):
+            self._store(monkeypatch, [ResponseError("OOM"), 1, 1])
+
+    def test_only_a_success_gets_a_rider(self, monkeypatch):
+        backend, rider, asked = self._store(monkeypatch, [True, 1], state="PROGRESS")
+        assert asked == [] and rider.landings == 0
+        assert backend.calls == [  # Celery's own _set, unchanged
+            ("setex", b"celery-task-meta-abc", 3600, "value"), ("publish", b"celery-task-meta-abc", "value"), ("execute", True)
+        ]
