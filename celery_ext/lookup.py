@@ -18,9 +18,11 @@ import hashlib
 import json
 import re
 import string
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any
 
 from celery import Celery, states
@@ -287,13 +289,58 @@ def unpack_record(packed: bytes) -> list[bytes]:
     return items
 
 
+class _Decoded:
+    """Records and unfinished tasks' metas, decoded, by their raw bytes (the newest
+    ``MAX_ENTRIES``). The board re-reads its 200 running tasks on every snapshot, and most of
+    them have not changed since the last one: decoding was a third of a snapshot's time
+    (``benchmarks/reader_scale.py``). Only immutable values are kept: a ``TaskRecord`` (frozen),
+    and a meta that is not a final result, whose values no caller gets to keep (progress is
+    normalized into new objects; a final result goes to callers and is never shared)."""
+
+    #: Five boards' worth of running tasks; entries of at most MAX_BYTES raw bytes (a few MB).
+    MAX_ENTRIES = 1024
+    MAX_BYTES = 4096
+
+    def __init__(self) -> None:
+        self._entries: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def record(self, packed: bytes, pending: RecordWrite | None) -> TaskRecord | None:
+        if not packed or len(packed) > self.MAX_BYTES:  # none in Redis: a queued write may stand in
+            return _with_pending(record_fields(unpack_record(packed)), pending)
+        key = ("record", packed)
+        found = self._entries.get(key)
+        if found is None:
+            found = TaskRecord.from_fields(record_fields(unpack_record(packed)))
+            self._keep(key, found)
+        return found
+
+    def meta(self, app: Celery, payload: bytes, allow_pickle: bool) -> tuple[Mapping[str, Any] | None, str | None]:
+        key = ("meta", id(app), allow_pickle, payload)
+        found = self._entries.get(key)
+        if found is None:
+            found = _decode_meta(app, payload, allow_pickle)
+            meta = found[0]
+            if meta is not None and len(payload) <= self.MAX_BYTES and meta.get("status") not in states.READY_STATES:
+                self._keep(key, (MappingProxyType(dict(meta)), None))
+        return found
+
+    def _keep(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._entries[key] = value
+            if len(self._entries) > self.MAX_ENTRIES:
+                del self._entries[next(iter(self._entries))]
+
+
+_decoded = _Decoded()
+
+
 def _from_script(
     app: Celery, task_id: str, reply: list[Any], now: datetime, expires: int | None, pending: RecordWrite | None
 ) -> Observation:
     size, pttl, payload, head, packed_record, silent = reply
-    record_raw = unpack_record(packed_record)
     allow_pickle = store_for(app).settings.decode_pickle
-    meta, unreadable = _decode_meta(app, payload, allow_pickle) if payload is not None else (None, None)
+    meta, unreadable = _decoded.meta(app, payload, allow_pickle) if payload is not None else (None, None)
     head_state = None
     if head is not None:
         match = _STATUS_IN_HEAD.search(head)
@@ -304,7 +351,7 @@ def _from_script(
         stored_bytes=int(size) if size else None,
         ttl_s=pttl / 1000.0 if pttl and pttl > 0 else None,
         head_state=head_state,
-        record=_with_pending(record_fields(record_raw), pending),
+        record=_decoded.record(packed_record, pending),
         records_enabled=True,
         now=now,
         result_expires_s=expires,

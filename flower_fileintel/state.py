@@ -28,6 +28,7 @@ from flower_fileintel.formatting import (
     runtime_of,
     stalled_for_s,
 )
+from flower_fileintel.sharing import InFlight
 
 __all__ = ["STATIC_DIR", "PluginState", "get_state"]
 
@@ -69,6 +70,7 @@ class PluginState:
             DOWNLOAD_THREADS, thread_name_prefix="fileintel-download"
         )
         self.hub = LiveHub(self.capp, self.describe_many, self.board_snapshot)
+        self._snapshots: InFlight[dict[str, Any]] = InFlight(self._take_board_snapshot)
         metrics.start_inventory(self.capp)
         self._board_lock = threading.Lock()
         self._finished_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -108,7 +110,12 @@ class PluginState:
         except RuntimeError:  # Flower is shutting down: the pool takes no more work
             pass
 
-    async def board_snapshot(self) -> dict[str, Any]:
+    async def board_snapshot(self, *, join: bool = False) -> dict[str, Any]:
+        """The board now; ``join``: or the one being taken as this is asked (``sharing.py``),
+        for a polling page. Callers only read it."""
+        return await self._snapshots.take(join=join)
+
+    async def _take_board_snapshot(self) -> dict[str, Any]:
         snapshot = await self.run(self._board_snapshot)
         # On the IOLoop: Flower's view of its workers is only touched there.
         workers = self.live_worker_queues()

@@ -171,7 +171,7 @@ class BoardPollHandler(JsonHandler):
     @web.authenticated
     async def get(self) -> None:
         try:
-            snapshot = await self.plugin.board_snapshot()
+            snapshot = await self.plugin.board_snapshot(join=True)
         except BackendUnavailable as exc:
             metrics.REDIS_ERRORS.labels("board").inc()
             raise ApiError(503, "backend_unavailable", f"cannot read the board: {exc}") from exc
