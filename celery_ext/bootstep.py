@@ -43,6 +43,7 @@ class _Run:
     """A task running in this process, from task_prerun to its end."""
 
     task: Any
+    thread: int  # threading.get_ident() of the thread that runs it
     started: float  # time.perf_counter() at task_prerun
     fields: RecordFields  # what its "started" write says, folded into its end
     #: time.monotonic() from which its "started" write may have been made (it waits
@@ -55,12 +56,18 @@ class _Run:
 #: task id -> the run, in the process that runs the task.
 _started: dict[str, _Run] = {}
 _started_lock = threading.Lock()
+#: The id of the task whose end last rode along in this thread: its task_success has no more to write.
+_ended_here = threading.local()
 ERROR_MESSAGE_MAX = 500
 #: A "started" write waits this long for the task's end, and is dropped if the end rode along
 #: with the result by then (or folded into the end the writer makes): most tasks are short,
-#: and one write per task is most of the bootstep's cost. (At 50 ms, 2.5 % of no-op tasks on a
-#: busy threads pool still had theirs written: a task is "running" in records 0.2 s late.)
+#: and one write per task is most of the bootstep's cost. At 50 ms, 2.5 % of no-op tasks on a
+#: busy threads pool still had theirs written. The price: a task shows as running in the
+#: records 0.2 s after it starts (at once if it reports progress).
 STARTED_WAIT = 0.2
+#: A task's end leaves "active" if it comes this close to its "started" write's time:
+#: perf_counter and monotonic clocks, and the writer's due slack, may differ by that much.
+STARTED_WRITE_MARGIN = 0.02
 #: A "received" write waits this long; it is dropped if a pool process has taken the task by
 #: then (its "started" write says more). So ``received_at`` is known for tasks that waited in
 #: the worker's prefetch buffer, the ones where it tells something.
@@ -318,7 +325,7 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
         "retries": getattr(request, "retries", 0),
         "incarnation": current_incarnation(),
     }
-    run = _Run(task, time.perf_counter(), fields, time.monotonic() + STARTED_WAIT)
+    run = _Run(task, threading.get_ident(), time.perf_counter(), fields, time.monotonic() + STARTED_WAIT)
     with _started_lock:
         _started[task_id] = run
     # Dropped when it falls due if the task's end rode along with its result by then.
@@ -370,22 +377,16 @@ class _RecordEnd:
         writer_for(self.app).note_end_written(self.task_id)
 
 
-#: The id of the task whose end last rode along in this thread: its task_success has no more to write.
-_ended_here = threading.local()
-#: A task's end leaves "active" if it comes this close to its "started" write's time:
-#: perf_counter and monotonic clocks, and the writer's due slack, may differ by that much.
-STARTED_WRITE_MARGIN = 0.02
-
-
 def _end_riding_along(backend: Any, key: bytes, stored: StoredResult) -> _RecordEnd | None:
-    """The record end to add to Celery's write of ``key``: for a task that ran in this
-    process, when its records live beside its results (same Redis, same backend)."""
+    """The record end to add to Celery's write of ``key``: for a task running in this thread
+    (Celery storing its return value), when its records live beside its results (same Redis,
+    same backend)."""
     prefix = getattr(backend, "task_keyprefix", None)
     if not prefix or not key.startswith(prefix):
         return None
     task_id = key[len(prefix):].decode()
     run = _started.get(task_id)
-    if run is None:
+    if run is None or run.thread != threading.get_ident():
         return None
     app = _task_app(run.task)
     if app is None or not is_installed(app) or backend is not app.backend:
