@@ -108,7 +108,7 @@ def wrap_redis_backend(rider_for: RiderFor | None = None) -> None:
             rider = _rider_for(self, stored.key, stored) if _rider_for and state == states.SUCCESS else None
         except Exception:  # pragma: no cover - a measurement never breaks a store
             stored, rider = None, None
-        _note.rider, _note.rode = rider, False
+        _note.rider, _note.rider_key, _note.rode = rider, stored.key if stored else None, False
         try:
             result = original(self, key, value, state)
         finally:
@@ -121,7 +121,7 @@ def wrap_redis_backend(rider_for: RiderFor | None = None) -> None:
     @functools.wraps(original_set)
     def _set(self: Any, key: Any, value: Any, *args: Any) -> Any:
         rider: Rider | None = getattr(_note, "rider", None)
-        if rider is None:
+        if rider is None or _raw_key(key) != _note.rider_key:
             return original_set(self, key, value, *args)
         # Celery's _set (5.3: no ``expires`` argument; 5.7: ``expires``, None for its own).
         expires = args[0] if args and args[0] is not None else self.expires
@@ -147,7 +147,10 @@ def wrap_redis_backend(rider_for: RiderFor | None = None) -> None:
     setattr(RedisBackend, "_set", _set)
 
 
+def _raw_key(key: Any) -> bytes:
+    return key if isinstance(key, bytes) else str(key).encode()
+
+
 def _measure(backend: Any, key: Any, value: Any, state: str) -> StoredResult:
     ttl = stored_ttl_s(backend, state)
-    raw_key = key if isinstance(key, bytes) else str(key).encode()
-    return StoredResult(raw_key, state, _byte_length(value), time.time() + ttl if ttl else None, round(ttl) if ttl else None)
+    return StoredResult(_raw_key(key), state, _byte_length(value), time.time() + ttl if ttl else None, round(ttl) if ttl else None)

@@ -288,6 +288,17 @@ class TestRideAlong:
         with pytest.raises(ResponseError, match="OOM"):
             self._store(monkeypatch, [ResponseError("OOM"), 1, 1])
 
+    def test_a_write_of_another_key_meanwhile_gets_no_rider(self, monkeypatch):
+        from celery.backends.redis import RedisBackend
+
+        class Elsewhere(self.Backend):
+            def set(self, key: Any, value: Any, expires: Any = None) -> None:
+                RedisBackend._set(self, b"celery-task-meta-other", value)
+
+        monkeypatch.setattr(self, "Backend", Elsewhere)
+        backend, rider, _ = self._store(monkeypatch, [True, 1])
+        assert [c[0] for c in backend.calls] == ["setex", "publish", "execute"] and rider.landings == 0
+
     def test_only_a_success_gets_a_rider(self, monkeypatch):
         backend, rider, asked = self._store(monkeypatch, [True, 1], state="PROGRESS")
         assert asked == [] and rider.landings == 0
