@@ -430,6 +430,9 @@ def main() -> None:
                 rows[size]["snapshots"] = snapshots_seen(viewers) - snaps0
                 rows[size]["seconds"] = time.monotonic() - w0
             print_table(rows, window)
+            # Before the RSS window: a window longer than result_expires (an hour in tests.proj)
+            # would let the Celery results this samples expire.
+            mem = redis_memory(client, app)
 
             print(f"\nPlugin Flower RSS over {minutes:g} min at {sizes[-1]:,} records, {RUNNING:,} running, "
                   f"{PROGRESS_PER_S} progress updates/s, {VIEWERS} SSE viewers, board.json polled every 2 s:")
@@ -448,8 +451,6 @@ def main() -> None:
                   f"SSE events per viewer: {viewers[0].events}")
             stop.set()
             stream.stop_event.set()
-
-            mem = redis_memory(client, app)
             print_memory(mem)
             templates.release()
     finally:
