@@ -297,7 +297,8 @@ class _Decoded:
     and a meta that is not a final result, whose values no caller gets to keep (progress is
     normalized into new objects; a final result goes to callers and is never shared)."""
 
-    #: Five boards' worth of running tasks; entries of at most MAX_BYTES raw bytes (a few MB).
+    #: A record and a meta for each of a board's 200 running tasks, twice over and more;
+    #: entries of at most MAX_BYTES raw bytes (a few MB in all).
     MAX_ENTRIES = 1024
     MAX_BYTES = 4096
 
@@ -316,12 +317,14 @@ class _Decoded:
         return found
 
     def meta(self, app: Celery, payload: bytes, allow_pickle: bool) -> tuple[Mapping[str, Any] | None, str | None]:
+        if len(payload) > self.MAX_BYTES:  # never kept: not even worth hashing
+            return _decode_meta(app, payload, allow_pickle)
         key = ("meta", id(app), allow_pickle, payload)
         found = self._entries.get(key)
         if found is None:
             found = _decode_meta(app, payload, allow_pickle)
             meta = found[0]
-            if meta is not None and len(payload) <= self.MAX_BYTES and meta.get("status") not in states.READY_STATES:
+            if meta is not None and meta.get("status") not in states.READY_STATES:
                 self._keep(key, (MappingProxyType(dict(meta)), None))
         return found
 

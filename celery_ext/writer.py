@@ -11,8 +11,8 @@ successful task's end, which rides with Celery's write of its result (``bootstep
 A write a later one will likely supersede waits for it (``not_before``; ``WaitingWrites``), so
 a short task costs one write: its end. An end the thread writes for the process that ran the
 task goes as three plain commands (``RecordWriter._direct_commands``). A busy writer lingers
-``LINGER`` to gather bigger batches. Until a queued "sent" write is done, ``pending()`` hands it to readers in the same
-process.
+``LINGER`` to gather bigger batches. Until a queued "sent" write is done, ``pending()`` hands
+it to readers in the same process.
 """
 
 from __future__ import annotations
