@@ -28,8 +28,8 @@ from celery_ext.measure import StoredResult, take_stored, wrap_redis_backend
 from celery_ext.record_writes import RecordWrite
 from celery_ext.records import RecordStore, store_for
 from celery_ext.settings import DEFAULTS, get_settings
-from celery_ext.task_record import Rank, RecordFields
-from celery_ext.writer import flush_all, writer_for
+from celery_ext.task_record import RecordFields
+from celery_ext.writer import end_commands, flush_all, writer_for
 
 __all__ = ["install", "FileIntelStep", "is_installed", "keep_last_progress", "bounded_traceback"]
 
@@ -51,6 +51,9 @@ class _Run:
     started_written_from: float
     #: Its end was written with its result (``_RecordEnd``): its waiting "started" write is moot.
     end_written: bool = False
+
+    def runtime_s(self) -> float:
+        return round(time.perf_counter() - self.started, 6)
 
 
 #: task id -> the run, in the process that runs the task.
@@ -174,12 +177,17 @@ def _queue_write(
     try:
         if not store_for(app).enabled:
             return
-        clean = {k: v if type(v) is str else _text(v) for k, v in fields.items() if v is not None}
+        clean = _as_text(fields)
         not_before = time.monotonic() + wait if wait else 0.0
         write = RecordWrite(task_id, state, clean, measure_result, _now(), live, direct, not_before, still_needed)
         writer_for(app).put(write)
     except Exception:  # pragma: no cover - defensive
         logger.exception("fileintel: could not queue a record write for task %s", task_id)
+
+
+def _as_text(fields: RecordFields) -> dict[str, str]:
+    """The fields as the record stores them: text, and none that is unknown."""
+    return {k: v if type(v) is str else _text(v) for k, v in fields.items() if v is not None}
 
 
 def _text(value: Any) -> str:
@@ -204,7 +212,7 @@ def _task_app(task: Any) -> Celery | None:
 def _runtime(task_id: str) -> float | None:
     with _started_lock:
         run = _started.pop(task_id, None)
-    return round(time.perf_counter() - run.started, 6) if run is not None else None
+    return run.runtime_s() if run is not None else None
 
 
 def _stored_result_fields(task_id: str, state: str, ran_here: bool) -> tuple[RecordFields, bool]:
@@ -215,13 +223,18 @@ def _stored_result_fields(task_id: str, state: str, ran_here: bool) -> tuple[Rec
     stored = take_stored(task_id, state)
     if stored is None:
         return {}, False
+    return _fields_of(stored), ran_here
+
+
+def _fields_of(stored: StoredResult) -> RecordFields:
+    """A measured stored result as record fields: its size and expiry."""
     expires = "never" if stored.expires_at is None else repr(stored.expires_at)
     fields: RecordFields = {"result_bytes": stored.nbytes, "result_expires_ts": expires}
     if stored.ttl_s is not None:
         # The TTL this result got, which overrides the app's result_expires in the record:
         # a task with its own result backend keeps its results for that backend's time.
         fields["result_expires_s"] = stored.ttl_s
-    return fields, ran_here
+    return fields
 
 
 def keep_last_progress(task: Any, meta: dict[str, Any]) -> None:
@@ -342,31 +355,25 @@ class _RecordEnd:
     Everything is computed here: queuing the commands on Celery's pipeline cannot fail."""
 
     def __init__(self, task_id: str, run: _Run, store: RecordStore, stored: StoredResult) -> None:
-        self.task_id, self.run, self.app = task_id, run, store.app
-        completed_at = _now()
-        request = run.task.request
+        self.task_id, self.run, self.store = task_id, run, store
+        self.completed_at = _now()
         fields: RecordFields = {
             **run.fields,
-            "completed_at": completed_at,
-            "runtime_s": round(time.perf_counter() - run.started, 6),
-            "placeholders": getattr(request, "fileintel_placeholders", None),
-            "result_expires_s": stored.ttl_s if stored.ttl_s is not None else store.result_expires_s,
-            "result_bytes": stored.nbytes,
-            "result_expires_ts": "never" if stored.expires_at is None else repr(stored.expires_at),
+            "completed_at": self.completed_at,
+            "runtime_s": run.runtime_s(),
+            "placeholders": getattr(run.task.request, "fileintel_placeholders", None),
+            "result_expires_s": store.result_expires_s,
+            **_fields_of(stored),
         }
-        self.mapping = {k: v if type(v) is str else _text(v) for k, v in fields.items() if v is not None}
-        self.mapping.update(state=states.SUCCESS, rank=str(int(Rank.TERMINAL)))
-        self.key = store.record_key(task_id)
+        self.fields = _as_text(fields)
+        self.key = store.record_key(task_id)  # validates the id here, not on Celery's pipeline
         self.leaves_active = time.monotonic() >= run.started_written_from - STARTED_WRITE_MARGIN
-        self.active_key, self.finished_key, self.ttl = store.active_key, store.finished_key, store.record_ttl
-        self.score = {task_id: completed_at}
 
     def add_to(self, pipe: Any) -> None:
-        pipe.hset(self.key, mapping=self.mapping)
-        if self.leaves_active:
-            pipe.zrem(self.active_key, self.task_id)
-        pipe.zadd(self.finished_key, self.score)
-        pipe.expire(self.key, self.ttl)
+        end_commands(
+            pipe, self.store, self.key, self.task_id, states.SUCCESS, self.fields, self.completed_at,
+            self.store.record_ttl, leaves_active=self.leaves_active,
+        )
 
     def landed(self) -> None:
         self.run.end_written = True
@@ -374,7 +381,7 @@ class _RecordEnd:
             if _started.get(self.task_id) is self.run:
                 del _started[self.task_id]
         _ended_here.task_id = self.task_id
-        writer_for(self.app).note_end_written(self.task_id)
+        writer_for(self.store.app).note_end_written(self.task_id)
 
 
 def _end_riding_along(backend: Any, key: bytes, stored: StoredResult) -> _RecordEnd | None:

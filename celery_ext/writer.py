@@ -41,7 +41,7 @@ from celery_ext.records import (
 )
 from celery_ext.task_record import FAILED_STATES, SENT, WRITE_SCRIPT, Rank
 
-__all__ = ["RecordWriter", "writer_for", "pending_write", "flush_all"]
+__all__ = ["RecordWriter", "writer_for", "pending_write", "flush_all", "end_commands"]
 
 logger = logging.getLogger(__name__)
 
@@ -300,14 +300,10 @@ class RecordWriter:
         RUNNING state it wrote is taken out of "active". Redis does the work once per task,
         so this is most of the bootstep's cost (benchmarks/bootstep_overhead.py)."""
         assert w.state is not None
-        key = store.record_key(w.task_id)
-        pipe.hset(key, mapping={**w.fields, **(w.live or {}), "state": w.state, "rank": int(Rank.TERMINAL)})
-        if w.task_id in self._running:
-            pipe.zrem(store.active_key, w.task_id)
-        pipe.zadd(store.finished_key, {w.task_id: at})
-        if w.state in FAILED_STATES:
-            pipe.zadd(store.failed_key, {w.task_id: at})
-        pipe.expire(key, ttl)
+        end_commands(
+            pipe, store, store.record_key(w.task_id), w.task_id, w.state, {**w.fields, **(w.live or {})}, at, ttl,
+            leaves_active=w.task_id in self._running,
+        )
 
     def _script_call(self, target: Any, store: RecordStore, w: RecordWrite, at: float, ttl: int) -> None:
         """The write script for ``w``, on a client or a pipeline."""
@@ -353,6 +349,23 @@ class RecordWriter:
         if now - self._last_error_log >= ERROR_LOG_INTERVAL:
             self._last_error_log = now
             logger.warning("fileintel: " + message, *args)
+
+
+def end_commands(
+    pipe: Any, store: RecordStore, key: bytes, task_id: str, state: str, fields: dict[str, str], at: float,
+    ttl: int, *, leaves_active: bool,
+) -> None:
+    """A task's end as plain commands (``HSET``, ``ZADD`` finished, and failed for a failure,
+    ``EXPIRE``; ``ZREM`` from "active" if its start was written), for the process that ran
+    it, which knows the record is not terminal yet: from the writer (``_direct_commands``)
+    or riding with Celery's write of the result (``bootstep._RecordEnd``)."""
+    pipe.hset(key, mapping={**fields, "state": state, "rank": int(Rank.TERMINAL)})
+    if leaves_active:
+        pipe.zrem(store.active_key, task_id)
+    pipe.zadd(store.finished_key, {task_id: at})
+    if state in FAILED_STATES:
+        pipe.zadd(store.failed_key, {task_id: at})
+    pipe.expire(key, ttl)
 
 
 _writers: dict[int, RecordWriter] = {}
