@@ -1,0 +1,171 @@
+"""Where ``install()``'s cost per task goes: each hook a successful task passes, timed in one
+thread, beside stock Celery.
+
+``bootstep_overhead.py`` measures a real worker's throughput; this one says which part of the
+bootstep the difference is made of. A task's path is replayed in one thread, against a
+private redis-server, without a broker: the worker's ``task_received`` signal, ``task_prerun``,
+Celery's own store of the result (``backend.mark_as_done``, where the record's end rides
+along), and ``task_success``. Stock Celery skips a signal that has no receivers, as its
+tracer does. Each variant runs in its own process (``install()`` cannot be undone), the
+variants alternate, and the figures are medians of the rounds, in microseconds per task.
+
+Also timed: Celery's result transaction alone (``MULTI``, ``SETEX``, ``PUBLISH``, ``EXEC``)
+and with the record's three commands added, as a redis-py pipeline.
+
+    .venv/bin/python benchmarks/bootstep_breakdown.py [--rounds 5] [--tasks 3000]
+
+Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import types
+import uuid
+from collections import Counter
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCHMARKS))
+
+from _common import REPO_ROOT, RedisServer, machine_line, median  # noqa: E402
+
+PHASES = ("task_received", "task_prerun", "store the result", "task_success")
+
+
+def replay(tasks: int) -> dict[str, float]:
+    """One round: ``tasks`` successful no-op tasks through the hooks; microseconds per task
+    spent in each phase (bench_app's app, installed or not by the environment)."""
+    from bench_app import noop
+    from celery import signals
+
+    spent: Counter[str] = Counter()
+    clock = time.perf_counter
+    for _ in range(tasks):
+        task_id = str(uuid.uuid4())
+        request = types.SimpleNamespace(id=task_id, name=noop.name, hostname="bench@host", time_start=None, task=noop)
+        t0 = clock()
+        if signals.task_received.receivers:
+            signals.task_received.send(sender=None, request=request)
+        t1 = clock()
+        noop.push_request(id=task_id, hostname="bench@host", retries=0, delivery_info={}, is_eager=False)
+        try:
+            t2 = clock()
+            if signals.task_prerun.receivers:
+                signals.task_prerun.send(sender=noop, task_id=task_id, task=noop, args=(), kwargs={})
+            t3 = clock()
+            noop.backend.mark_as_done(task_id, None, request=noop.request)
+            t4 = clock()
+            if signals.task_success.receivers:
+                signals.task_success.send(sender=noop, result=None)
+            t5 = clock()
+        finally:
+            noop.pop_request()
+        spent["task_received"] += t1 - t0
+        spent["task_prerun"] += t3 - t2
+        spent["store the result"] += t4 - t3
+        spent["task_success"] += t5 - t4
+    return {phase: spent[phase] / tasks * 1e6 for phase in PHASES}
+
+
+def transaction(tasks: int, with_record: bool) -> float:
+    """Microseconds per task for Celery's result transaction as a redis-py pipeline, alone or
+    with a record end's ``HSET`` (12 fields, as a no-op task's), ``ZADD`` and ``EXPIRE``."""
+    import redis
+
+    client = redis.Redis.from_url(os.environ["FILEINTEL_BENCH_REDIS_URL"])
+    now = time.time()
+    fields = {
+        "started_at": repr(now), "name": "bench_app.noop", "worker": "celery@bench", "retries": "0",
+        "incarnation": uuid.uuid4().hex, "completed_at": repr(now), "runtime_s": "0.000123",
+        "result_expires_s": "86400", "result_bytes": "160", "result_expires_ts": repr(now + 86400),
+        "state": "SUCCESS", "rank": "4",
+    }
+    started = time.perf_counter()
+    for _ in range(tasks):
+        task_id = str(uuid.uuid4())
+        key = f"celery-task-meta-{task_id}"
+        value = json.dumps({"status": "SUCCESS", "result": None, "task_id": task_id})
+        with client.pipeline() as pipe:
+            pipe.set(key, value, ex=86400)
+            pipe.publish(key, value)
+            if with_record:
+                record = f"fileintel-record-{task_id}"
+                pipe.hset(record, mapping=fields)
+                pipe.zadd("fileintel-finished", {task_id: now})
+                pipe.expire(record, 604800)
+            pipe.execute()
+    client.close()
+    return (time.perf_counter() - started) / tasks * 1e6
+
+
+def child(tasks: int) -> None:
+    """A variant's round, in this process (``--child``): its phases as one JSON line."""
+    if os.environ.get("FILEINTEL_BENCH_INSTALL") == "1":
+        from bench_app import app
+
+        from celery_ext.writer import writer_for
+
+        writer_for(app)  # started before timing, as a worker's is
+    replay(min(tasks, 300))  # warm up: imports, connections, the read script
+    print(json.dumps(replay(tasks)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tasks", type=int, default=3000)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.tasks)
+        return
+    redis = RedisServer()
+    redis.start()
+    os.environ["FILEINTEL_BENCH_REDIS_URL"] = redis.url
+    runs: dict[str, list[dict[str, float]]] = {"stock": [], "install": []}
+    pipelines: dict[str, list[float]] = {"stock": [], "install": []}
+    try:
+        for round_no in range(args.rounds):
+            order = ("stock", "install") if round_no % 2 == 0 else ("install", "stock")
+            for variant in order:
+                env = {
+                    **os.environ,
+                    "FILEINTEL_BENCH_INSTALL": "1" if variant == "install" else "0",
+                    "PYTHONPATH": os.pathsep.join([str(BENCHMARKS), str(REPO_ROOT)]),
+                }
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", "--tasks", str(args.tasks)],
+                    env=env, capture_output=True, text=True, check=True,
+                ).stdout
+                runs[variant].append(json.loads(out.strip().splitlines()[-1]))
+                pipelines[variant].append(transaction(args.tasks, with_record=variant == "install"))
+    finally:
+        redis.close()
+
+    print(f"install() per task, phase by phase: {args.tasks} no-op tasks replayed in one thread, "
+          f"median of {args.rounds} rounds ({machine_line()})")
+    print(f"  {'phase':28s} {'stock':>9s} {'install':>9s} {'added':>9s}   (microseconds per task)")
+    totals = {"stock": 0.0, "install": 0.0}
+    for phase in PHASES:
+        stock = median([r[phase] for r in runs["stock"]])
+        ours = median([r[phase] for r in runs["install"]])
+        totals["stock"] += stock
+        totals["install"] += ours
+        print(f"  {phase:28s} {stock:9.1f} {ours:9.1f} {ours - stock:+9.1f}")
+    print(f"  {'all four':28s} {totals['stock']:9.1f} {totals['install']:9.1f} "
+          f"{totals['install'] - totals['stock']:+9.1f}")
+    stock_tx, ours_tx = median(pipelines["stock"]), median(pipelines["install"])
+    print(f"  {'of which: the transaction':28s} {stock_tx:9.1f} {ours_tx:9.1f} {ours_tx - stock_tx:+9.1f}"
+          "   (Celery's MULTI/SETEX/PUBLISH/EXEC; with the record's HSET, ZADD, EXPIRE)")
+    print("  ('store the result' includes Celery's read of the old result, its encoding and the "
+          "transaction; the worker's event loop, pool and broker are not in this replay)")
+
+
+if __name__ == "__main__":
+    main()
