@@ -6,8 +6,9 @@ Receivers are connected once, at module level, with ``weak=False`` and a ``dispa
 Each receiver only queues a small write for the background writer (see writer.py): no I/O on
 the task's path or on the worker's event loop, and it never raises into a task. One write
 goes another way: a successful task's end rides in Celery's own write of its result
-(``_RecordEnd``, ``measure.py``), in the task's thread, one transaction and no round trip
-of its own. That is most tasks' only record write.
+(``running.RecordEnd``, ``measure.py``), in the task's thread, one transaction and no round
+trip of its own. That is most tasks' only record write. The tasks running in this process
+are kept in ``running.py``.
 """
 
 from __future__ import annotations
@@ -17,19 +18,20 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, bootsteps, signals, states
 from celery.app import app_or_default
 
+from celery_ext import running
 from celery_ext.liveness import current_incarnation
 from celery_ext.measure import StoredResult, take_stored, wrap_redis_backend
 from celery_ext.record_writes import RecordWrite
-from celery_ext.records import RecordStore, store_for
+from celery_ext.records import store_for
+from celery_ext.running import STARTED_WAIT, RecordEnd, Run, stored_result_fields
 from celery_ext.settings import DEFAULTS, get_settings
-from celery_ext.task_record import RecordFields
-from celery_ext.writer import end_commands, flush_all, writer_for
+from celery_ext.task_record import RecordFields, stored_text
+from celery_ext.writer import flush_all, writer_for
 
 __all__ = ["install", "FileIntelStep", "is_installed", "keep_last_progress", "bounded_traceback"]
 
@@ -37,40 +39,7 @@ logger = logging.getLogger(__name__)
 
 _installed: weakref.WeakSet[Celery] = weakref.WeakSet()
 
-
-@dataclass
-class _Run:
-    """A task running in this process, from task_prerun to its end."""
-
-    task: Any
-    thread: int  # threading.get_ident() of the thread that runs it
-    started: float  # time.perf_counter() at task_prerun
-    fields: RecordFields  # what its "started" write says, folded into its end
-    #: time.monotonic() from which its "started" write may have been made (it waits
-    #: STARTED_WAIT; progress makes it due at once): then its end leaves the "active" index.
-    started_written_from: float
-    #: Its end was written with its result (``_RecordEnd``): its waiting "started" write is moot.
-    end_written: bool = False
-
-    def runtime_s(self) -> float:
-        return round(time.perf_counter() - self.started, 6)
-
-
-#: task id -> the run, in the process that runs the task.
-_started: dict[str, _Run] = {}
-_started_lock = threading.Lock()
-#: The id of the task whose end last rode along in this thread: its task_success has no more to write.
-_ended_here = threading.local()
 ERROR_MESSAGE_MAX = 500
-#: A "started" write waits this long for the task's end, and is dropped if the end rode along
-#: with the result by then (or folded into the end the writer makes): most tasks are short,
-#: and one write per task is most of the bootstep's cost. At 50 ms, 2.5 % of no-op tasks on a
-#: busy threads pool still had theirs written. The price: a task shows as running in the
-#: records 0.2 s after it starts (at once if it reports progress).
-STARTED_WAIT = 0.2
-#: A task's end leaves "active" if it comes this close to its "started" write's time:
-#: perf_counter and monotonic clocks, and the writer's due slack, may differ by that much.
-STARTED_WRITE_MARGIN = 0.02
 #: A "received" write waits this long; it is dropped if a pool process has taken the task by
 #: then (its "started" write says more). So ``received_at`` is known for tasks that waited in
 #: the worker's prefetch buffer, the ones where it tells something.
@@ -177,25 +146,12 @@ def _queue_write(
     try:
         if not store_for(app).enabled:
             return
-        clean = _as_text(fields)
+        clean = stored_text(fields)
         not_before = time.monotonic() + wait if wait else 0.0
         write = RecordWrite(task_id, state, clean, measure_result, _now(), live, direct, not_before, still_needed)
         writer_for(app).put(write)
     except Exception:  # pragma: no cover - defensive
         logger.exception("fileintel: could not queue a record write for task %s", task_id)
-
-
-def _as_text(fields: RecordFields) -> dict[str, str]:
-    """The fields as the record stores them: text, and none that is unknown."""
-    return {k: v if type(v) is str else _text(v) for k, v in fields.items() if v is not None}
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
 
 
 def _result_expires_s(app: Celery | None) -> int | None:
@@ -210,8 +166,7 @@ def _task_app(task: Any) -> Celery | None:
 
 
 def _runtime(task_id: str) -> float | None:
-    with _started_lock:
-        run = _started.pop(task_id, None)
+    run = running.take(task_id)
     return run.runtime_s() if run is not None else None
 
 
@@ -223,18 +178,7 @@ def _stored_result_fields(task_id: str, state: str, ran_here: bool) -> tuple[Rec
     stored = take_stored(task_id, state)
     if stored is None:
         return {}, False
-    return _fields_of(stored), ran_here
-
-
-def _fields_of(stored: StoredResult) -> RecordFields:
-    """A measured stored result as record fields: its size and expiry."""
-    expires = "never" if stored.expires_at is None else repr(stored.expires_at)
-    fields: RecordFields = {"result_bytes": stored.nbytes, "result_expires_ts": expires}
-    if stored.ttl_s is not None:
-        # The TTL this result got, which overrides the app's result_expires in the record:
-        # a task with its own result backend keeps its results for that backend's time.
-        fields["result_expires_s"] = stored.ttl_s
-    return fields
+    return stored_result_fields(stored), ran_here
 
 
 def keep_last_progress(task: Any, meta: dict[str, Any]) -> None:
@@ -247,7 +191,7 @@ def keep_last_progress(task: Any, meta: dict[str, Any]) -> None:
         text = json.dumps(meta)
     except (TypeError, ValueError):
         return
-    run = _started.get(task_id) if task_id else None
+    run = running.current(task_id) if task_id else None
     if run is not None:
         run.started_written_from = 0.0  # progress makes the "started" write due at once
     _queue_write(_task_app(task), task_id, None, {}, live={"progress": text})
@@ -338,9 +282,8 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
         "retries": getattr(request, "retries", 0),
         "incarnation": current_incarnation(),
     }
-    run = _Run(task, threading.get_ident(), time.perf_counter(), fields, time.monotonic() + STARTED_WAIT)
-    with _started_lock:
-        _started[task_id] = run
+    run = Run(task, threading.get_ident(), time.perf_counter(), fields, time.monotonic() + STARTED_WAIT)
+    running.start(task_id, run)
     # Dropped when it falls due if the task's end rode along with its result by then.
     _queue_write(
         _task_app(task), task_id, states.STARTED, fields, wait=STARTED_WAIT,
@@ -348,43 +291,7 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
     )
 
 
-class _RecordEnd:
-    """A successful task's record end, riding along with Celery's write of its result
-    (``measure.Rider``): the "started" fields and the end in one HSET, the "finished" index,
-    the record's TTL, and, if its "started" write may have been made, out of "active".
-    Everything is computed here: queuing the commands on Celery's pipeline cannot fail."""
-
-    def __init__(self, task_id: str, run: _Run, store: RecordStore, stored: StoredResult) -> None:
-        self.task_id, self.run, self.store = task_id, run, store
-        self.completed_at = _now()
-        fields: RecordFields = {
-            **run.fields,
-            "completed_at": self.completed_at,
-            "runtime_s": run.runtime_s(),
-            "placeholders": getattr(run.task.request, "fileintel_placeholders", None),
-            "result_expires_s": store.result_expires_s,
-            **_fields_of(stored),
-        }
-        self.fields = _as_text(fields)
-        self.key = store.record_key(task_id)  # validates the id here, not on Celery's pipeline
-        self.leaves_active = time.monotonic() >= run.started_written_from - STARTED_WRITE_MARGIN
-
-    def add_to(self, pipe: Any) -> None:
-        end_commands(
-            pipe, self.store, self.key, self.task_id, states.SUCCESS, self.fields, self.completed_at,
-            self.store.record_ttl, leaves_active=self.leaves_active,
-        )
-
-    def landed(self) -> None:
-        self.run.end_written = True
-        with _started_lock:
-            if _started.get(self.task_id) is self.run:
-                del _started[self.task_id]
-        _ended_here.task_id = self.task_id
-        writer_for(self.store.app).note_end_written(self.task_id)
-
-
-def _end_riding_along(backend: Any, key: bytes, stored: StoredResult) -> _RecordEnd | None:
+def _end_riding_along(backend: Any, key: bytes, stored: StoredResult) -> RecordEnd | None:
     """The record end to add to Celery's write of ``key``: for a task running in this thread
     (Celery storing its return value), when its records live beside its results (same Redis,
     same backend)."""
@@ -392,7 +299,7 @@ def _end_riding_along(backend: Any, key: bytes, stored: StoredResult) -> _Record
     if not prefix or not key.startswith(prefix):
         return None
     task_id = key[len(prefix):].decode()
-    run = _started.get(task_id)
+    run = running.current(task_id)
     if run is None or run.thread != threading.get_ident():
         return None
     app = _task_app(run.task)
@@ -401,7 +308,7 @@ def _end_riding_along(backend: Any, key: bytes, stored: StoredResult) -> _Record
     store = store_for(app)
     if not store.enabled or not store.records_beside_results:
         return None
-    return _RecordEnd(task_id, run, store, stored)
+    return RecordEnd(task_id, run, store, stored)
 
 
 @signals.task_success.connect(weak=False, dispatch_uid="fileintel.task_success")
@@ -413,8 +320,7 @@ def _on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     task_id = getattr(request, "id", None)
     if task_id is None:
         return
-    if getattr(_ended_here, "task_id", None) == task_id:
-        _ended_here.task_id = None  # its end rode along with its result
+    if running.ended_here(task_id):  # its end rode along with its result
         return
     app = _task_app(task)
     ignored = bool(task.ignore_result or getattr(request, "ignore_result", False))

@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 
 from celery import states
 
-__all__ = ["SENT", "Rank", "WRITE_SCRIPT", "FAILED_STATES", "TaskRecord", "RecordFields", "record_fields", "apply_write", "moves_up"]
+__all__ = ["SENT", "Rank", "WRITE_SCRIPT", "FAILED_STATES", "TaskRecord", "RecordFields", "record_fields", "stored_text", "apply_write", "moves_up"]
 
 #: Our name for "a producer sent it"; Celery has no such state.
 SENT = "SENT"
@@ -53,8 +53,8 @@ class Rank(enum.IntEnum):
 # are still missing, so a terminal record is never downgraded. Live fields (the last
 # progress) overwrite while the record is not terminal. One script = one atomic step.
 # The writer trims the indexes itself, once every five seconds. The common terminal write does not come
-# here: the process that ran the task writes it directly, with its result (bootstep.py,
-# ``_RecordEnd``) or as plain commands (writer.py, ``_direct_commands``).
+# here: the process that ran the task writes it directly, with its result (running.py,
+# ``RecordEnd``) or as plain commands (writer.py, ``_direct_commands``).
 WRITE_SCRIPT = string.Template("""
 local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
 local rank = tonumber(ARGV[3])
@@ -216,6 +216,19 @@ def record_fields(raw: Mapping[Any, Any] | list[Any] | None) -> dict[str, str]:
         return {}
     pairs = zip(raw[0::2], raw[1::2]) if isinstance(raw, list) else raw.items()
     return {text_of(k): text_of(v) for k, v in pairs}
+
+
+def stored_text(fields: RecordFields) -> dict[str, str]:
+    """Fields as a write stores them: text, and none that is unknown (None)."""
+    return {k: v if type(v) is str else _field_text(v) for k, v in fields.items() if v is not None}
+
+
+def _field_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
 
 
 def text_of(value: Any) -> str:

@@ -7,7 +7,7 @@ once per interval and drops that batch: a record is a nicety, the task is what m
 
 A producer's "sent" write goes to Redis in the sender's own thread, before the publish, so
 a task just sent reads ``queued`` everywhere. Worker writes go through the thread, except a
-successful task's end, which rides with Celery's write of its result (``bootstep._RecordEnd``).
+successful task's end, which rides with Celery's write of its result (``running.RecordEnd``).
 A write a later one will likely supersede waits for it (``not_before``; ``WaitingWrites``), so
 a short task costs one write: its end. An end the thread writes for the process that ran the
 task goes as three plain commands (``RecordWriter._direct_commands``). A busy writer lingers
@@ -323,7 +323,7 @@ class RecordWriter:
         )
 
     def note_end_written(self, task_id: str) -> None:
-        """A task's end this process wrote beside its result (``bootstep._RecordEnd``), from
+        """A task's end this process wrote beside its result (``running.RecordEnd``), from
         the task's thread: remember it as if this writer had written it."""
         self._remember_state(task_id, Rank.TERMINAL)
 
@@ -358,7 +358,7 @@ def end_commands(
     """A task's end as plain commands (``HSET``, ``ZADD`` finished, and failed for a failure,
     ``EXPIRE``; ``ZREM`` from "active" if its start was written), for the process that ran
     it, which knows the record is not terminal yet: from the writer (``_direct_commands``)
-    or riding with Celery's write of the result (``bootstep._RecordEnd``)."""
+    or riding with Celery's write of the result (``running.RecordEnd``)."""
     pipe.hset(key, mapping={**fields, "state": state, "rank": int(Rank.TERMINAL)})
     if leaves_active:
         pipe.zrem(store.active_key, task_id)

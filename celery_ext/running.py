@@ -1,0 +1,133 @@
+"""The tasks running in this process, from ``task_prerun`` to their end, and the record end
+a successful one writes together with its result.
+
+``bootstep.py``'s receivers register a ``Run`` as a task starts and take it back as it ends:
+its runtime, and its "started" fields, which its end carries too (a short task's "started"
+write is dropped). A successful task's end rides along with Celery's own write of its
+result: ``RecordEnd`` is the ``measure.Rider`` that adds it to Celery's transaction, one round
+trip and no hand-off to the writer thread (``bootstep._end_riding_along`` decides when).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from celery import states
+
+from celery_ext.measure import StoredResult
+from celery_ext.records import RecordStore
+from celery_ext.task_record import RecordFields, stored_text
+from celery_ext.writer import end_commands, writer_for
+
+__all__ = [
+    "STARTED_WAIT", "Run", "RecordEnd", "start", "current", "take", "ended_here", "stored_result_fields",
+]
+
+#: A "started" write waits this long for the task's end, and is dropped if the end rode along
+#: with the result by then (or folded into the end the writer makes): most tasks are short,
+#: and one write per task is most of the bootstep's cost. At 50 ms, 2.5 % of no-op tasks on a
+#: busy threads pool still had theirs written. The price: a task shows as running in the
+#: records 0.2 s after it starts (at once if it reports progress).
+STARTED_WAIT = 0.2
+#: A task's end leaves "active" if it comes this close to its "started" write's time:
+#: perf_counter and monotonic clocks, and the writer's due slack, may differ by that much.
+STARTED_WRITE_MARGIN = 0.02
+
+
+@dataclass
+class Run:
+    """A task running in this process, from task_prerun to its end."""
+
+    task: Any
+    thread: int  # threading.get_ident() of the thread that runs it
+    started: float  # time.perf_counter() at task_prerun
+    fields: RecordFields  # what its "started" write says, folded into its end
+    #: time.monotonic() from which its "started" write may have been made (it waits
+    #: STARTED_WAIT; progress makes it due at once): then its end leaves the "active" index.
+    started_written_from: float
+    #: Its end was written with its result (``RecordEnd``): its waiting "started" write is moot.
+    end_written: bool = False
+
+    def runtime_s(self) -> float:
+        return round(time.perf_counter() - self.started, 6)
+
+
+#: task id -> the run, in the process that runs the task.
+_runs: dict[str, Run] = {}
+_runs_lock = threading.Lock()
+#: The id of the task whose end last rode along in this thread: its task_success has no more to write.
+_ended_here = threading.local()
+
+
+def start(task_id: str, run: Run) -> None:
+    with _runs_lock:
+        _runs[task_id] = run
+
+
+def current(task_id: str) -> Run | None:
+    """The run of ``task_id`` in this process, if it is running here."""
+    return _runs.get(task_id)
+
+
+def take(task_id: str) -> Run | None:
+    """The run of ``task_id``, forgotten: the task has ended (or retries, and starts anew)."""
+    with _runs_lock:
+        return _runs.pop(task_id, None)
+
+
+def ended_here(task_id: str) -> bool:
+    """True once, in the thread that ran ``task_id``, if its end rode along with its result."""
+    if getattr(_ended_here, "task_id", None) != task_id:
+        return False
+    _ended_here.task_id = None
+    return True
+
+
+def stored_result_fields(stored: StoredResult) -> RecordFields:
+    """A measured stored result as record fields: its size and expiry."""
+    expires = "never" if stored.expires_at is None else repr(stored.expires_at)
+    fields: RecordFields = {"result_bytes": stored.nbytes, "result_expires_ts": expires}
+    if stored.ttl_s is not None:
+        # The TTL this result got, which overrides the app's result_expires in the record:
+        # a task with its own result backend keeps its results for that backend's time.
+        fields["result_expires_s"] = stored.ttl_s
+    return fields
+
+
+class RecordEnd:
+    """A successful task's record end, riding along with Celery's write of its result
+    (``measure.Rider``): the "started" fields and the end in one HSET, the "finished" index,
+    the record's TTL, and, if its "started" write may have been made, out of "active".
+    Everything is computed here: queuing the commands on Celery's pipeline cannot fail."""
+
+    def __init__(self, task_id: str, run: Run, store: RecordStore, stored: StoredResult) -> None:
+        self.task_id, self.run, self.store = task_id, run, store
+        self.completed_at = time.time()
+        fields: RecordFields = {
+            **run.fields,
+            "completed_at": self.completed_at,
+            "runtime_s": run.runtime_s(),
+            "placeholders": getattr(run.task.request, "fileintel_placeholders", None),
+            "result_expires_s": store.result_expires_s,
+            **stored_result_fields(stored),
+        }
+        self.fields = stored_text(fields)
+        self.key = store.record_key(task_id)  # validates the id here, not on Celery's pipeline
+        self.leaves_active = time.monotonic() >= run.started_written_from - STARTED_WRITE_MARGIN
+
+    def add_to(self, pipe: Any) -> None:
+        end_commands(
+            pipe, self.store, self.key, self.task_id, states.SUCCESS, self.fields, self.completed_at,
+            self.store.record_ttl, leaves_active=self.leaves_active,
+        )
+
+    def landed(self) -> None:
+        self.run.end_written = True
+        with _runs_lock:
+            if _runs.get(self.task_id) is self.run:
+                del _runs[self.task_id]
+        _ended_here.task_id = self.task_id
+        writer_for(self.store.app).note_end_written(self.task_id)
