@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, bootsteps, signals, states
@@ -26,7 +25,7 @@ from celery.app import app_or_default
 from celery_ext import running
 from celery_ext.liveness import current_incarnation
 from celery_ext.measure import StoredResult, take_stored, wrap_redis_backend
-from celery_ext.record_writes import RecordWrite
+from celery_ext.record_writes import Deferred, RecordWrite
 from celery_ext.records import store_for
 from celery_ext.running import STARTED_WAIT, RecordEnd, Run, stored_result_fields
 from celery_ext.settings import DEFAULTS, get_settings
@@ -136,22 +135,28 @@ def _queue_write(
     measure_result: bool = False,
     live: dict[str, str] | None = None,
     direct: bool = False,
-    wait: float = 0.0,
-    still_needed: Callable[[], bool] | None = None,
 ) -> None:
-    """Hand a record write to the writer; swallow everything (a record must never break a task).
-    Runs on every task's path, three times: keep it lean."""
+    """Hand a record write to the writer; swallow everything (a record must never break a task)."""
     if app is None or task_id is None or not is_installed(app):
         return
     try:
         if not store_for(app).enabled:
             return
-        clean = stored_text(fields)
-        not_before = time.monotonic() + wait if wait else 0.0
-        write = RecordWrite(task_id, state, clean, measure_result, _now(), live, direct, not_before, still_needed)
-        writer_for(app).put(write)
+        writer_for(app).put(RecordWrite(task_id, state, stored_text(fields), measure_result, _now(), live, direct))
     except Exception:  # pragma: no cover - defensive
         logger.exception("fileintel: could not queue a record write for task %s", task_id)
+
+
+def _defer(app: Celery | None, item: Deferred) -> None:
+    """Hand a deferred write to the writer (see ``record_writes.Deferred``). Runs on every
+    task's path: keep it lean; swallow everything, like ``_queue_write``."""
+    if app is None or not is_installed(app):
+        return
+    try:
+        if store_for(app).enabled:
+            writer_for(app).defer(item)
+    except Exception:  # pragma: no cover - defensive
+        logger.exception("fileintel: could not defer a record write")
 
 
 def _result_expires_s(app: Celery | None) -> int | None:
@@ -165,9 +170,13 @@ def _task_app(task: Any) -> Celery | None:
     return app if isinstance(app, Celery) else None
 
 
-def _runtime(task_id: str) -> float | None:
-    run = running.take(task_id)
-    return run.runtime_s() if run is not None else None
+def _ended_run(task_id: str | None) -> Run | None:
+    """The run of ``task_id`` in this process, which has ended (or retries, and starts anew):
+    forgotten, and its "started" write, if not made yet, never will be (its end says more)."""
+    run = running.take(task_id) if task_id else None
+    if run is not None:
+        run.claim_end()
+    return run
 
 
 def _stored_result_fields(task_id: str, state: str, ran_here: bool) -> tuple[RecordFields, bool]:
@@ -192,9 +201,11 @@ def keep_last_progress(task: Any, meta: dict[str, Any]) -> None:
     except (TypeError, ValueError):
         return
     run = running.current(task_id) if task_id else None
-    if run is not None:
-        run.started_written_from = 0.0  # progress makes the "started" write due at once
-    _queue_write(_task_app(task), task_id, None, {}, live={"progress": text})
+    if run is not None and run.claim_start():
+        # Progress makes the "started" write due at once: a task that reports it is worth showing.
+        _queue_write(_task_app(task), task_id, states.STARTED, run.fields, live={"progress": text})
+    else:
+        _queue_write(_task_app(task), task_id, None, {}, live={"progress": text})
 
 
 def bounded_traceback(text: str | None, limit: int) -> str | None:
@@ -253,21 +264,36 @@ def _sending_app() -> Celery | None:
     return installed[0] if len(installed) == 1 else None
 
 
+class Receipt:
+    """A task a worker received (prefetched): its "received" write, deferred by RECEIVED_WAIT
+    and made only if no pool process has started the task by then (``record_writes.Deferred``)."""
+
+    __slots__ = ("request", "received_at", "due")
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.received_at = _now()
+        self.due = time.monotonic() + RECEIVED_WAIT
+
+    def write_if_needed(self) -> RecordWrite | None:
+        request = self.request
+        task_id = getattr(request, "id", None)
+        if task_id is None or getattr(request, "time_start", None) is not None:
+            return None
+        fields: RecordFields = {
+            "received_at": self.received_at,
+            "name": getattr(request, "name", None),
+            "worker": getattr(request, "hostname", None),
+        }
+        return RecordWrite(task_id, states.RECEIVED, stored_text(fields), at=self.received_at)
+
+
 @signals.task_received.connect(weak=False, dispatch_uid="fileintel.task_received")
 def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     """Worker main process: a worker holds the task (prefetched), it has not started."""
-    if request is None:
-        return
-    app = getattr(getattr(request, "task", None), "_app", None) or getattr(sender, "app", None)
-    fields: RecordFields = {
-        "received_at": _now(),
-        "name": getattr(request, "name", None),
-        "worker": getattr(request, "hostname", None),
-    }
-    _queue_write(
-        app, getattr(request, "id", None), states.RECEIVED, fields, wait=RECEIVED_WAIT,
-        still_needed=lambda: getattr(request, "time_start", None) is None,
-    )
+    if request is not None:
+        app = getattr(getattr(request, "task", None), "_app", None) or getattr(sender, "app", None)
+        _defer(app, Receipt(request))
 
 
 @signals.task_prerun.connect(weak=False, dispatch_uid="fileintel.task_prerun")
@@ -282,13 +308,9 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
         "retries": getattr(request, "retries", 0),
         "incarnation": current_incarnation(),
     }
-    run = Run(task, threading.get_ident(), time.perf_counter(), fields, time.monotonic() + STARTED_WAIT)
+    run = Run(task_id, task, threading.get_ident(), time.perf_counter(), fields, time.monotonic() + STARTED_WAIT)
     running.start(task_id, run)
-    # Dropped when it falls due if the task's end rode along with its result by then.
-    _queue_write(
-        _task_app(task), task_id, states.STARTED, fields, wait=STARTED_WAIT,
-        still_needed=lambda: not run.end_written,
-    )
+    _defer(_task_app(task), run)  # its "started" write, unless the task ends first
 
 
 def _end_riding_along(backend: Any, key: bytes, stored: StoredResult) -> RecordEnd | None:
@@ -324,11 +346,12 @@ def _on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
         return
     app = _task_app(task)
     ignored = bool(task.ignore_result or getattr(request, "ignore_result", False))
-    runtime = _runtime(task_id)
-    stored, direct = _stored_result_fields(task_id, states.SUCCESS, ran_here=runtime is not None)
+    run = _ended_run(task_id)
+    stored, direct = _stored_result_fields(task_id, states.SUCCESS, ran_here=run is not None)
     fields: RecordFields = {
+        **(run.fields if run else {}),
         "completed_at": _now(),
-        "runtime_s": runtime,
+        "runtime_s": run.runtime_s() if run else None,
         "name": task.name,
         "worker": getattr(request, "hostname", None),
         "retries": getattr(request, "retries", 0),
@@ -353,11 +376,12 @@ def _on_failure(
     task = sender
     app = _task_app(task)
     limit = store_for(app).settings.traceback_max if app else 0
-    runtime = _runtime(task_id) if task_id else None
-    stored, direct = _stored_result_fields(task_id, states.FAILURE, ran_here=runtime is not None) if task_id else ({}, False)
+    run = _ended_run(task_id)
+    stored, direct = _stored_result_fields(task_id, states.FAILURE, ran_here=run is not None) if task_id else ({}, False)
     fields: RecordFields = {
+        **(run.fields if run else {}),
         "completed_at": _now(),
-        "runtime_s": runtime,
+        "runtime_s": run.runtime_s() if run else None,
         "name": getattr(task, "name", None),
         "result_expires_s": _result_expires_s(app),
         "error_traceback": bounded_traceback(getattr(einfo, "traceback", None), limit),
@@ -370,15 +394,13 @@ def _on_failure(
 @signals.task_retry.connect(weak=False, dispatch_uid="fileintel.task_retry")
 def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
     task = sender
-    task_id = getattr(request, "id", None)
-    if task_id:
-        _runtime(task_id)  # forget the start time: the next run starts a new one
-    fields: RecordFields = {"retries": (getattr(request, "retries", 0) or 0) + 1}
+    run = _ended_run(getattr(request, "id", None))  # the next run starts anew
+    fields: RecordFields = {**(run.fields if run else {}), "retries": (getattr(request, "retries", 0) or 0) + 1}
     if isinstance(reason, BaseException):
         fields.update(_error_fields(reason))
     elif reason is not None:
         fields["error_message"] = _safe_str(reason)[:ERROR_MESSAGE_MAX]
-    _queue_write(_task_app(task), task_id, states.RETRY, fields)
+    _queue_write(_task_app(task), getattr(request, "id", None), states.RETRY, fields)
 
 
 @signals.task_revoked.connect(weak=False, dispatch_uid="fileintel.task_revoked")

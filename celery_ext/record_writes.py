@@ -1,19 +1,20 @@
 """What a record write is, and which writes to make when: pure logic, no Redis, no thread.
 
 Signal receivers describe each transition as a ``RecordWrite``. Writes for one task fold
-into one (``coalesce``, by the write script's rules in ``task_record``), and a write a later
-one will likely supersede waits for it (``WaitingWrites``). ``writer.py`` runs them.
+into one (``coalesce``, by the write script's rules in ``task_record``). A write a later one
+will likely supersede is deferred: kept as the cheap object that can make it (``Deferred``, in
+a ``DeferredLane``) and made only if it is still news when it falls due. ``writer.py`` runs them.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Callable
+from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from celery_ext.task_record import apply_write, moves_up
 
-__all__ = ["RecordWrite", "WaitingWrites", "coalesce"]
+__all__ = ["RecordWrite", "Deferred", "DeferredLane", "coalesce"]
 
 
 @dataclass(frozen=True)
@@ -28,58 +29,49 @@ class RecordWrite:
     #: A terminal write from the process that ran the task, with the stored result measured:
     #: it may skip the write script (see ``RecordWriter._direct_commands``).
     direct: bool = False
-    #: Not before this ``time.monotonic()``: a write a later one will likely supersede waits
-    #: for it and is folded into it ("started" of a short task, "received" of a task a pool
-    #: process takes at once).
-    not_before: float = 0.0
-    #: Asked when a waiting write falls due: False drops it (its news is stale by then).
-    still_needed: Callable[[], bool] | None = None
 
 
-class WaitingWrites:
-    """Writes waiting for their ``not_before``, one per task, each folded with whatever comes
-    for its task meanwhile: a task that ends within its "started" write's wait is written once.
-    A write whose ``still_needed`` says no when it falls due is dropped. A heap orders them by
-    due time, so a worker with thousands waiting pays log(n) per write, not n."""
+class Deferred(Protocol):
+    """A write that waits for the one likely to supersede it, and is made only if it has not
+    by then: a task's "started" write (most tasks end first), "received" (a pool process
+    usually takes the task at once). It is kept as the object that can make it, so the tasks
+    that end in time never build a write at all: the receivers stay cheap on every task's path."""
+
+    #: ``time.monotonic()`` from which the write is due.
+    due: float
+
+    def write_if_needed(self) -> RecordWrite | None:
+        """The write, if it is still news (called once, in the writer's thread); None drops it."""
+
+
+class DeferredLane:
+    """Deferred writes of one kind. They all wait as long, so they fall due in the order they
+    come: a deque, appended to from any thread (atomic), taken from by the writer's thread."""
 
     def __init__(self) -> None:
-        self._by_task: dict[str, RecordWrite] = {}
-        self._due: list[tuple[float, str]] = []  # (not_before, task id); stale entries skipped
+        self._items: deque[Deferred] = deque()
 
     def __len__(self) -> int:
-        return len(self._by_task)
+        return len(self._items)
+
+    def append(self, item: Deferred) -> None:
+        self._items.append(item)
 
     def next_due(self) -> float | None:
-        while self._due and self._stale(self._due[0]):
-            heapq.heappop(self._due)
-        return self._due[0][0] if self._due else None
+        items = self._items
+        return items[0].due if items else None
 
-    def _stale(self, entry: tuple[float, str]) -> bool:
-        write = self._by_task.get(entry[1])
-        return write is None or write.not_before != entry[0]
-
-    def take(self, batch: list[RecordWrite], now: float, flush: bool = False) -> list[RecordWrite]:
-        """The writes to make at ``now`` (monotonic seconds): those of ``batch`` that need not
-        wait, folded with their task's waiting write, and the waiting ones that fell due.
-        ``flush`` makes every waiting write due."""
-        ready: list[RecordWrite] = []
-        for write in batch:
-            waiting = self._by_task.pop(write.task_id, None)
-            if waiting is not None:
-                write = coalesce([waiting, write])[0]
-            if write.not_before > now and not flush:
-                self._by_task[write.task_id] = write
-                heapq.heappush(self._due, (write.not_before, write.task_id))
-            else:
-                ready.append(write)
-        while self._due and (flush or self._due[0][0] <= now):
-            entry = heapq.heappop(self._due)
-            if self._stale(entry):
-                continue
-            write = self._by_task.pop(entry[1])
-            if write.still_needed is None or write.still_needed():
-                ready.append(write)
-        return ready
+    def take_due(self, now: float, flush: bool = False) -> list[RecordWrite]:
+        """The writes of the items due at ``now`` (monotonic seconds; ``flush``: all of them)
+        that are still needed."""
+        items, writes = self._items, []
+        for _ in range(len(items)):
+            if not flush and items[0].due > now:
+                break
+            write = items.popleft().write_if_needed()
+            if write is not None:
+                writes.append(write)
+        return writes
 
 
 def coalesce(batch: list[RecordWrite]) -> list[RecordWrite]:
@@ -96,12 +88,9 @@ def coalesce(batch: list[RecordWrite]) -> list[RecordWrite]:
         state = fields.pop("state", None)
         live = {**(current.live or {}), **(write.live or {})} or None
         measure = current.measure_result or write.measure_result
-        # Direct and timing come with the write that set the state (a duplicate does not).
-        # Progress makes a waiting write due: a task that reports it is worth showing now.
+        # Directness comes with the write that set the state (a duplicate does not).
         latest = write if moves_up(current.state, write.state) else current
-        not_before = 0.0 if write.live else latest.not_before
         folded[write.task_id] = RecordWrite(
-            write.task_id, state, fields, measure, max(current.at, write.at), live,
-            latest.direct, not_before, latest.still_needed,
+            write.task_id, state, fields, measure, max(current.at, write.at), live, latest.direct
         )
     return list(folded.values())

@@ -2,8 +2,9 @@
 a successful one writes together with its result.
 
 ``bootstep.py``'s receivers register a ``Run`` as a task starts and take it back as it ends:
-its runtime, and its "started" fields, which its end carries too (a short task's "started"
-write is dropped). A successful task's end rides along with Celery's own write of its
+its runtime, and its "started" fields, which its end carries too. A ``Run`` is also its own
+deferred "started" write (``record_writes.Deferred``): made only for a task still running
+after ``STARTED_WAIT``, or once it reports progress; most tasks never have one. A successful task's end rides along with Celery's own write of its
 result: ``RecordEnd`` is the ``measure.Rider`` that adds it to Celery's transaction, one round
 trip and no hand-off to the writer thread (``bootstep._end_riding_along`` decides when).
 """
@@ -18,6 +19,7 @@ from typing import Any
 from celery import states
 
 from celery_ext.measure import StoredResult
+from celery_ext.record_writes import RecordWrite
 from celery_ext.records import RecordStore
 from celery_ext.task_record import RecordFields, stored_text
 from celery_ext.writer import end_commands, writer_for
@@ -26,33 +28,56 @@ __all__ = [
     "STARTED_WAIT", "Run", "RecordEnd", "start", "current", "take", "ended_here", "stored_result_fields",
 ]
 
-#: A "started" write waits this long for the task's end, and is dropped if the end rode along
-#: with the result by then (or folded into the end the writer makes): most tasks are short,
-#: and one write per task is most of the bootstep's cost. At 50 ms, 2.5 % of no-op tasks on a
-#: busy threads pool still had theirs written. The price: a task shows as running in the
-#: records 0.2 s after it starts (at once if it reports progress).
+#: A "started" write waits this long for the task's end, and is not made if the end came
+#: first: most tasks are short, and one write per task is most of the bootstep's cost. At
+#: 50 ms, 2.5 % of no-op tasks on a busy threads pool still had theirs written. The price: a
+#: task shows as running in the records 0.2 s after it starts (at once if it reports progress).
 STARTED_WAIT = 0.2
-#: A task's end leaves "active" if it comes this close to its "started" write's time:
-#: perf_counter and monotonic clocks, and the writer's due slack, may differ by that much.
-STARTED_WRITE_MARGIN = 0.02
+
+#: Guards the claims of every ``Run``: its "started" write and its end decide, each for the
+#: other, whether it is made (uncontended, a fraction of a microsecond).
+_claims_lock = threading.Lock()
 
 
-@dataclass
+@dataclass(eq=False)
 class Run:
-    """A task running in this process, from task_prerun to its end."""
+    """A task running in this process, from task_prerun to its end; also its deferred
+    "started" write (``record_writes.Deferred``)."""
 
+    task_id: str
     task: Any
     thread: int  # threading.get_ident() of the thread that runs it
     started: float  # time.perf_counter() at task_prerun
-    fields: RecordFields  # what its "started" write says, folded into its end
-    #: time.monotonic() from which its "started" write may have been made (it waits
-    #: STARTED_WAIT; progress makes it due at once): then its end leaves the "active" index.
-    started_written_from: float
-    #: Its end was written with its result (``RecordEnd``): its waiting "started" write is moot.
-    end_written: bool = False
+    fields: RecordFields  # what its "started" write says, and its end too
+    due: float  # time.monotonic() from which its "started" write is due (STARTED_WAIT)
+    #: Its "started" write was made, or is being made (by the writer or with its progress).
+    start_claimed: bool = False
+    #: Its end was, or is being, written: a "started" write now would be stale.
+    ended: bool = False
 
     def runtime_s(self) -> float:
         return round(time.perf_counter() - self.started, 6)
+
+    def claim_start(self) -> bool:
+        """True once, for whoever makes the "started" write, if the task has not ended."""
+        with _claims_lock:
+            if self.start_claimed or self.ended:
+                return False
+            self.start_claimed = True
+            return True
+
+    def claim_end(self) -> bool:
+        """Mark the task ended (no "started" write from now on). True if its "started" write
+        was made or is under way: its end must take it out of the "active" index."""
+        with _claims_lock:
+            self.ended = True
+            return self.start_claimed
+
+    def write_if_needed(self) -> RecordWrite | None:
+        """The "started" write, for the writer's thread when it falls due."""
+        if not self.claim_start():
+            return None
+        return RecordWrite(self.task_id, states.STARTED, stored_text(self.fields), at=self.fields["started_at"])
 
 
 #: task id -> the run, in the process that runs the task.
@@ -116,7 +141,7 @@ class RecordEnd:
         }
         self.fields = stored_text(fields)
         self.key = store.record_key(task_id)  # validates the id here, not on Celery's pipeline
-        self.leaves_active = time.monotonic() >= run.started_written_from - STARTED_WRITE_MARGIN
+        self.leaves_active = run.claim_end()
 
     def add_to(self, pipe: Any) -> None:
         end_commands(
@@ -125,7 +150,6 @@ class RecordEnd:
         )
 
     def landed(self) -> None:
-        self.run.end_written = True
         with _runs_lock:
             if _runs.get(self.task_id) is self.run:
                 del _runs[self.task_id]

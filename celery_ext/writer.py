@@ -8,8 +8,9 @@ once per interval and drops that batch: a record is a nicety, the task is what m
 A producer's "sent" write goes to Redis in the sender's own thread, before the publish, so
 a task just sent reads ``queued`` everywhere. Worker writes go through the thread, except a
 successful task's end, which rides with Celery's write of its result (``running.RecordEnd``).
-A write a later one will likely supersede waits for it (``not_before``; ``WaitingWrites``), so
-a short task costs one write: its end. An end the thread writes for the process that ran the
+A write a later one will likely supersede is deferred (``defer``; ``record_writes.Deferred``):
+made when it falls due, and only if it is still news then, so a short task costs one write:
+its end. An end the thread writes for the process that ran the
 task goes as three plain commands (``RecordWriter._direct_commands``). A busy writer lingers
 ``LINGER`` to gather bigger batches. Until a queued "sent" write is done, ``pending()`` hands
 it to readers in the same process.
@@ -25,13 +26,12 @@ import os
 import queue
 import threading
 import time
-from collections import deque
 from typing import Any
 
 from celery import Celery
 from redis.exceptions import NoScriptError
 
-from celery_ext.record_writes import RecordWrite, WaitingWrites, coalesce
+from celery_ext.record_writes import Deferred, DeferredLane, RecordWrite, coalesce
 from celery_ext.records import (
     FAILED_INDEX_SIZE,
     FINISHED_INDEX_SIZE,
@@ -54,7 +54,7 @@ ERROR_LOG_INTERVAL = 60.0
 #: next one gathers by itself.)
 LINGER = 0.05
 BUSY_WINDOW = 0.1
-#: A waiting write is made up to this late, with the others due by then: one wake of the
+#: A deferred write is made up to this late, with the others due by then: one wake of the
 #: thread per interval, not one per task.
 DUE_SLACK = 0.05
 #: How long a process that exits waits for its last record writes.
@@ -98,23 +98,25 @@ class RecordWriter:
         self._left_queue: set[str] = set()
         #: Guards the three sets above: tasks' threads add to them too (note_end_written).
         self._book_lock = threading.Lock()
-        self._waiting = WaitingWrites()  # touched by the thread only
-        #: Writes with a ``not_before``, for the thread to take (deque appends are atomic).
-        self._lane: deque[RecordWrite] = deque()
+        #: Deferred writes, a lane per kind (each kind waits as long: see ``DeferredLane``).
+        self._lanes: dict[type, DeferredLane] = {}
         #: When the thread wakes next (monotonic): -inf while awake, inf while idle.
         self._wake_at = -math.inf
         self._thread = threading.Thread(target=self._run, name="fileintel-records", daemon=True)
         self._thread.start()
 
+    def defer(self, item: Deferred) -> None:
+        """Make ``item``'s write when it falls due, if still needed. The thread is woken only
+        if it would sleep past that time. (One wake per task in a worker's main process cost
+        more than all the rest.)"""
+        lane = self._lanes.get(type(item))
+        if lane is None:
+            lane = self._lanes.setdefault(type(item), DeferredLane())
+        lane.append(item)
+        if item.due < self._wake_at:
+            self._wake()
+
     def put(self, write: RecordWrite) -> None:
-        if write.not_before:
-            # A write that waits anyway skips the queue: the thread takes it from the lane
-            # when it wakes, and is woken only if it would sleep past this write's time. (One
-            # wake per task in a worker's main process cost more than all the rest.)
-            self._lane.append(write)
-            if write.not_before < self._wake_at:
-                self._wake()
-            return
         if write.state == SENT and self._write_now(write):
             return
         with self._pending_lock:
@@ -206,9 +208,10 @@ class RecordWriter:
                     item = self.queue.get_nowait()
                 except queue.Empty:
                     break
-            # The lane after the queue: a task's waiting write came before its end.
-            lane = [self._lane.popleft() for _ in range(len(self._lane))]
-            ready = self._waiting.take(coalesce(lane + batch), time.monotonic(), flush=bool(markers))
+            # Deferred writes first: a task's "started" came before its progress or end.
+            now = time.monotonic()
+            due = [write for lane in list(self._lanes.values()) for write in lane.take_due(now, flush=bool(markers))]
+            ready = coalesce(due + batch)
             if ready:
                 try:
                     client = store.own_backend(store.settings.record_write_timeout).client
@@ -228,14 +231,12 @@ class RecordWriter:
                 marker.set()
 
     def _next_item(self) -> tuple[int, RecordWrite] | threading.Event | None:
-        """The next queued item, or None when a waiting write falls due first or the lane
-        has writes (checked after publishing the wake time: a put in between wakes us)."""
-        due = self._waiting.next_due()
-        if due is not None:
-            due += DUE_SLACK
+        """The next queued item, or None when a deferred write falls due first (the lanes
+        are read after publishing the wake time: a ``defer`` in between wakes us)."""
+        self._wake_at = math.inf  # a defer() while we look wakes us
+        dues = [due for lane in list(self._lanes.values()) if (due := lane.next_due()) is not None]
+        due = min(dues) + DUE_SLACK if dues else None
         self._wake_at = math.inf if due is None else due
-        if self._lane:
-            return None
         try:
             if due is None:
                 return self.queue.get()

@@ -1,9 +1,10 @@
-"""The record writer's decisions, without Redis: which writes wait and fold, which go as plain
-commands, and how a stored result is measured. (test_records.py proves the same against a
-real Redis and a real worker.)"""
+"""The record writer's decisions, without Redis: which writes are deferred and dropped, which
+fold, which go as plain commands, and how a stored result is measured. (test_records.py
+proves the same against a real Redis and a real worker.)"""
 
 from __future__ import annotations
 
+import types
 import uuid
 from typing import Any
 
@@ -11,8 +12,10 @@ import pytest
 from celery import Celery
 
 from celery_ext import measure
-from celery_ext.record_writes import RecordWrite, WaitingWrites, coalesce
+from celery_ext.bootstep import Receipt
+from celery_ext.record_writes import DeferredLane, RecordWrite, coalesce
 from celery_ext.records import store_for
+from celery_ext.running import Run
 from celery_ext.writer import RecordWriter
 
 
@@ -21,44 +24,92 @@ def _write(task_id: str, state: str | None, *, at: float = 1.0, **options: Any) 
     return RecordWrite(task_id, state, fields, at=at, **options)
 
 
-class TestWaitingWrites:
-    def test_a_started_write_folds_into_the_end_that_comes_before_it_is_due(self):
-        waiting = WaitingWrites()
-        assert waiting.take([_write("a", "STARTED", not_before=10.0)], now=0.0) == []
-        assert waiting.next_due() == 10.0
-        [write] = waiting.take([_write("a", "SUCCESS", direct=True)], now=0.01)
-        assert write.state == "SUCCESS" and write.direct and write.not_before == 0.0
-        assert write.fields == {"started_field": "x", "success_field": "x"}
-        assert len(waiting) == 0 and waiting.next_due() is None
+class _Deferred:
+    """A deferred write as the writer sees it (``record_writes.Deferred``)."""
 
-    def test_a_write_that_falls_due_is_made_alone(self):
-        waiting = WaitingWrites()
-        waiting.take([_write("a", "STARTED", not_before=10.0)], now=0.0)
-        assert waiting.take([], now=9.9) == []
-        [write] = waiting.take([], now=10.0)
-        assert write.state == "STARTED"
+    def __init__(self, task_id: str, due: float, needed: bool = True) -> None:
+        self.task_id, self.due, self.needed = task_id, due, needed
+        self.asked = 0
 
-    def test_progress_makes_the_started_write_due(self):
-        waiting = WaitingWrites()
-        waiting.take([_write("a", "STARTED", not_before=10.0)], now=0.0)
-        live = RecordWrite("a", None, {}, live={"progress": "{}"})
-        [write] = waiting.take([live], now=1.0)
-        assert write.state == "STARTED" and write.live == {"progress": "{}"}
-        assert len(waiting) == 0
+    def write_if_needed(self) -> RecordWrite | None:
+        self.asked += 1
+        return _write(self.task_id, "STARTED") if self.needed else None
+
+
+class TestDeferredLane:
+    def test_a_write_is_made_when_it_falls_due_and_not_before(self):
+        lane = DeferredLane()
+        item = _Deferred("a", due=10.0)
+        lane.append(item)
+        assert lane.next_due() == 10.0
+        assert lane.take_due(now=9.9) == [] and item.asked == 0
+        [write] = lane.take_due(now=10.0)
+        assert write.task_id == "a" and write.state == "STARTED"
+        assert len(lane) == 0 and lane.next_due() is None
+
+    def test_writes_fall_due_in_the_order_they_came(self):
+        lane = DeferredLane()
+        for task_id, due in (("a", 1.0), ("b", 2.0), ("c", 3.0)):
+            lane.append(_Deferred(task_id, due))
+        assert [w.task_id for w in lane.take_due(now=2.5)] == ["a", "b"]
+        assert lane.next_due() == 3.0
 
     def test_a_due_write_no_longer_needed_is_dropped(self):
-        needed = {"a": False, "b": True}
-        waiting = WaitingWrites()
-        batch = [
-            _write(task_id, "RECEIVED", not_before=1.0, still_needed=lambda t=task_id: needed[t]) for task_id in needed
-        ]
-        waiting.take(batch, now=0.0)
-        assert [w.task_id for w in waiting.take([], now=1.0)] == ["b"]
+        lane = DeferredLane()
+        stale = _Deferred("a", due=1.0, needed=False)
+        lane.append(stale)
+        lane.append(_Deferred("b", due=1.0))
+        assert [w.task_id for w in lane.take_due(now=1.0)] == ["b"]
+        assert stale.asked == 1 and len(lane) == 0
 
-    def test_flush_makes_every_waiting_write_due(self):
-        waiting = WaitingWrites()
-        waiting.take([_write("a", "STARTED", not_before=10.0), _write("b", "RECEIVED", not_before=10.0)], now=0.0)
-        assert sorted(w.task_id for w in waiting.take([], now=0.0, flush=True)) == ["a", "b"]
+    def test_flush_makes_every_write_due(self):
+        lane = DeferredLane()
+        lane.append(_Deferred("a", due=10.0))
+        lane.append(_Deferred("b", due=11.0))
+        assert [w.task_id for w in lane.take_due(now=0.0, flush=True)] == ["a", "b"]
+
+
+class TestRunClaims:
+    """A task's "started" write and its end decide, each for the other, what is written."""
+
+    def _run(self) -> Run:
+        fields = {"started_at": 100.5, "name": "t", "worker": "w@h", "retries": 0}
+        return Run("abc", object(), 1, 0.0, fields, due=1.0)
+
+    def test_a_task_that_ends_first_never_has_a_started_write(self):
+        run = self._run()
+        assert run.claim_end() is False  # nothing to take out of "active"
+        assert run.write_if_needed() is None
+
+    def test_a_started_write_is_made_once_and_the_end_then_leaves_active(self):
+        run = self._run()
+        write = run.write_if_needed()
+        assert write is not None and write.state == "STARTED" and write.at == 100.5
+        assert write.fields == {"started_at": "100.5", "name": "t", "worker": "w@h", "retries": "0"}
+        assert run.write_if_needed() is None
+        assert run.claim_end() is True
+
+    def test_progress_that_claims_the_started_write_leaves_none_for_the_writer(self):
+        run = self._run()
+        assert run.claim_start() is True
+        assert run.write_if_needed() is None
+
+
+class TestReceipt:
+    def _request(self, time_start: float | None) -> Any:
+        return types.SimpleNamespace(id="abc", name="t", hostname="w@h", time_start=time_start)
+
+    def test_a_task_still_in_the_prefetch_buffer_when_due_is_written_as_received(self):
+        receipt = Receipt(self._request(None))
+        write = receipt.write_if_needed()
+        assert write is not None and write.state == "RECEIVED" and write.at == receipt.received_at
+        assert set(write.fields) == {"received_at", "name", "worker"}
+
+    def test_a_task_a_pool_process_started_meanwhile_has_no_received_write(self):
+        request = self._request(None)
+        receipt = Receipt(request)
+        request.time_start = 5.0
+        assert receipt.write_if_needed() is None
 
 
 def test_a_duplicate_end_does_not_inherit_directness():
