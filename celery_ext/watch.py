@@ -258,9 +258,10 @@ def wait(
                     observed[task_id] = pushed
                     settled.append(status_of(app, pushed))
             record(settled)
-    finally:
+    except BaseException:  # Ctrl-C included: release the connection before propagating
         source.close()
-
+        raise
+    source.close(in_background=True)  # the caller has its result now; the socket closes after
     return WaitResult({i: statuses[i] for i in ids}, timeout=timeout, elapsed_s=clock() - started)
 
 
@@ -284,8 +285,8 @@ class _Source(Protocol):
     def on_change(self) -> None:
         """A status changed: a poller looks again soon."""
 
-    def close(self) -> None:
-        """Release the connection; safe to call twice."""
+    def close(self, *, in_background: bool = False) -> None:
+        """Release the connection; safe to call twice. ``in_background``: off the caller's path."""
 
 
 class _PollSource:
@@ -308,7 +309,7 @@ class _PollSource:
     def on_change(self) -> None:
         self._backoff.reset()
 
-    def close(self) -> None:
+    def close(self, *, in_background: bool = False) -> None:
         pass
 
 
@@ -383,9 +384,9 @@ class _PushSource:
     def on_change(self) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, *, in_background: bool = False) -> None:
         self.connected = False
-        self._subscriber.close()
+        self._subscriber.close(in_background=in_background)
 
     def _note(self, message: Message | None, into: dict[str, bytes | None], *, keep_data: bool) -> None:
         """Remember a message for a waited task: its payload (the latest wins) when ``keep_data``."""

@@ -5,6 +5,7 @@ the clock as far as the wait loop asked it to block.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import pytest
@@ -33,6 +34,7 @@ class FakeSource:
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.blocks: list[float | None] = []
+        self.closes: list[str] = []
 
     def open(self, task_ids, timeout):
         self.connected = True
@@ -46,8 +48,9 @@ class FakeSource:
     def on_change(self):
         pass
 
-    def close(self):
+    def close(self, *, in_background=False):
         self.connected = False
+        self.closes.append("in the background" if in_background else "at once")
 
 
 @pytest.fixture
@@ -120,3 +123,41 @@ def test_the_push_source_re_reads_everything_after_the_safety_interval():
     assert source.wait([TID], 50.0) == {}  # a quiet connection: nothing to re-read yet
     assert source.wait([TID], None) == {TID: None}  # blocked until the safety interval, then re-read
     assert clock.now == 1000.0 + watch.SAFETY_INTERVAL
+
+
+def test_a_wait_that_ends_leaves_closing_its_connection_off_the_callers_path(fake):
+    app, clock, source, reads, script = fake
+    script.append(LOST)
+    celery_ext.wait(app, [TID], timeout=600, clock=clock)
+    assert source.closes == ["in the background"]
+
+
+def test_ctrl_c_closes_the_connection_at_once_and_propagates(fake):
+    app, clock, source, reads, script = fake
+    script.append(QUEUED)
+
+    def interrupted(task_ids, timeout):
+        raise KeyboardInterrupt
+
+    source.wait = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        celery_ext.wait(app, [TID], timeout=600, clock=clock)
+    assert source.closes == ["at once"]
+
+
+def test_a_subscriber_closed_in_the_background_is_closed_soon_by_the_closer_thread():
+    from celery_ext.push import Subscriber
+
+    class PubSub:
+        def __init__(self):
+            self.closed = threading.Event()
+
+        def close(self):
+            self.closed.set()
+
+    app = Celery("closer", backend="redis://127.0.0.1:1/0", set_as_current=False)
+    subscriber = Subscriber(app)
+    pubsub = subscriber._pubsub = PubSub()
+    subscriber.close(in_background=True)
+    assert subscriber._pubsub is None  # released by the caller at once
+    assert pubsub.closed.wait(10.0), "the closer thread did not close the connection"
