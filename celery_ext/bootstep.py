@@ -23,7 +23,6 @@ from celery import Celery, bootsteps, signals, states
 from celery.app import app_or_default
 
 from celery_ext import running
-from celery_ext.liveness import current_incarnation
 from celery_ext.measure import StoredResult, take_stored, wrap_redis_backend
 from celery_ext.record_writes import Deferred, RecordWrite
 from celery_ext.records import store_for
@@ -203,7 +202,7 @@ def keep_last_progress(task: Any, meta: dict[str, Any]) -> None:
     run = running.current(task_id) if task_id else None
     if run is not None and run.claim_start():
         # Progress makes the "started" write due at once: a task that reports it is worth showing.
-        _queue_write(_task_app(task), task_id, states.STARTED, run.fields, live={"progress": text})
+        _queue_write(_task_app(task), task_id, states.STARTED, run.started_fields(), live={"progress": text})
     else:
         _queue_write(_task_app(task), task_id, None, {}, live={"progress": text})
 
@@ -306,7 +305,6 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
         "name": task.name,
         "worker": getattr(request, "hostname", None),
         "retries": getattr(request, "retries", 0),
-        "incarnation": current_incarnation(),
     }
     run = Run(task_id, task, threading.get_ident(), time.perf_counter(), fields, time.monotonic() + STARTED_WAIT)
     running.start(task_id, run)

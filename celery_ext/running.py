@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import states
 
+from celery_ext.liveness import current_incarnation
 from celery_ext.measure import StoredResult
 from celery_ext.record_writes import RecordWrite
 from celery_ext.records import RecordStore
@@ -48,7 +49,7 @@ class Run:
     task: Any
     thread: int  # threading.get_ident() of the thread that runs it
     started: float  # time.perf_counter() at task_prerun
-    fields: RecordFields  # what its "started" write says, and its end too
+    fields: RecordFields  # what its "started" write says (see started_fields), and its end too
     due: float  # time.monotonic() from which its "started" write is due (STARTED_WAIT)
     #: Its "started" write was made, or is being made (by the writer or with its progress).
     start_claimed: bool = False
@@ -73,11 +74,17 @@ class Run:
             self.ended = True
             return self.start_claimed
 
+    def started_fields(self) -> RecordFields:
+        """What its "started" write says: its fields and the worker incarnation running it,
+        which tells readers when that worker died. Its end does not need the incarnation:
+        leaving it out saves every record about 45 bytes and the end a field."""
+        return {**self.fields, "incarnation": current_incarnation()}
+
     def write_if_needed(self) -> RecordWrite | None:
         """The "started" write, for the writer's thread when it falls due."""
         if not self.claim_start():
             return None
-        return RecordWrite(self.task_id, states.STARTED, stored_text(self.fields), at=self.fields["started_at"])
+        return RecordWrite(self.task_id, states.STARTED, stored_text(self.started_fields()), at=self.fields["started_at"])
 
 
 #: task id -> the run, in the process that runs the task.

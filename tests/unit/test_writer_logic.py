@@ -13,6 +13,7 @@ from celery import Celery
 
 from celery_ext import measure
 from celery_ext.bootstep import Receipt
+from celery_ext.liveness import INCARNATION_ENV
 from celery_ext.record_writes import DeferredLane, RecordWrite, coalesce
 from celery_ext.records import store_for
 from celery_ext.running import Run
@@ -81,11 +82,14 @@ class TestRunClaims:
         assert run.claim_end() is False  # nothing to take out of "active"
         assert run.write_if_needed() is None
 
-    def test_a_started_write_is_made_once_and_the_end_then_leaves_active(self):
+    def test_a_started_write_is_made_once_and_the_end_then_leaves_active(self, monkeypatch):
+        monkeypatch.setenv(INCARNATION_ENV, "inc-1")
         run = self._run()
         write = run.write_if_needed()
         assert write is not None and write.state == "STARTED" and write.at == 100.5
-        assert write.fields == {"started_at": "100.5", "name": "t", "worker": "w@h", "retries": "0"}
+        assert write.fields == {
+            "started_at": "100.5", "name": "t", "worker": "w@h", "retries": "0", "incarnation": "inc-1",
+        }  # the incarnation tells readers when its worker died; the end leaves it out
         assert run.write_if_needed() is None
         assert run.claim_end() is True
 
