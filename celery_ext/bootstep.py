@@ -148,7 +148,8 @@ def _queue_write(
 
 def _defer(app: Celery | None, item: Deferred) -> None:
     """Hand a deferred write to the writer (see ``record_writes.Deferred``). Runs on every
-    task's path: keep it lean; swallow everything, like ``_queue_write``."""
+    task's path: keep it lean; swallow everything, like ``_queue_write``. (A task's "started"
+    write is its ``Run``: ``_on_prerun`` hands it over itself.)"""
     if app is None or not is_installed(app):
         return
     try:
@@ -299,16 +300,25 @@ def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
 def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
     if task_id is None or task is None:
         return
-    request = task.request
-    fields: RecordFields = {
-        "started_at": _now(),
-        "name": task.name,
-        "worker": getattr(request, "hostname", None),
-        "retries": getattr(request, "retries", 0),
-    }
-    run = Run(task_id, task, threading.get_ident(), time.perf_counter(), fields, time.monotonic() + STARTED_WAIT)
-    running.start(task_id, run)
-    _defer(_task_app(task), run)  # its "started" write, unless the task ends first
+    app = _task_app(task)
+    if app is None or not is_installed(app):
+        return
+    try:
+        if not store_for(app).enabled:
+            return
+        writer = writer_for(app)
+        request = task.request
+        fields: RecordFields = {
+            "started_at": _now(),
+            "name": task.name,
+            "worker": getattr(request, "hostname", None),
+            "retries": getattr(request, "retries", 0),
+        }
+        run = Run(task_id, task, writer, threading.get_ident(), time.perf_counter(), fields, time.monotonic() + STARTED_WAIT)
+        running.start(task_id, run)
+        writer.defer(run)  # its "started" write, unless the task ends first
+    except Exception:  # pragma: no cover - defensive: a record never breaks a task
+        logger.exception("fileintel: could not note the start of task %s", task_id)
 
 
 def _end_riding_along(backend: Any, key: bytes, stored: StoredResult) -> RecordEnd | None:
@@ -319,14 +329,12 @@ def _end_riding_along(backend: Any, key: bytes, stored: StoredResult) -> RecordE
     if not prefix or not key.startswith(prefix):
         return None
     task_id = key[len(prefix):].decode()
-    run = running.current(task_id)
+    run = running.current(task_id)  # only for an installed app with records on (_on_prerun)
     if run is None or run.thread != threading.get_ident():
         return None
-    app = _task_app(run.task)
-    if app is None or not is_installed(app) or backend is not app.backend:
-        return None
+    app = run.writer.app
     store = store_for(app)
-    if not store.enabled or not store.records_beside_results:
+    if backend is not app.backend or not store.records_beside_results:
         return None
     return RecordEnd(task_id, run, store, stored)
 

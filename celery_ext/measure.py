@@ -24,16 +24,16 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from celery import states
 
 __all__ = ["StoredResult", "Rider", "wrap_redis_backend", "take_stored", "stored_ttl_s"]
 
 
-@dataclass(frozen=True)
-class StoredResult:
+class StoredResult(NamedTuple):
+    """One stored result, measured (a tuple: built on every task's path, cheaply)."""
+
     key: bytes
     state: str
     nbytes: int

@@ -23,7 +23,7 @@ from celery_ext.measure import StoredResult
 from celery_ext.record_writes import RecordWrite
 from celery_ext.records import RecordStore
 from celery_ext.task_record import RecordFields, stored_text
-from celery_ext.writer import end_commands, writer_for
+from celery_ext.writer import RecordWriter, end_commands
 
 __all__ = [
     "STARTED_WAIT", "Run", "RecordEnd", "start", "current", "take", "ended_here", "stored_result_fields",
@@ -47,6 +47,7 @@ class Run:
 
     task_id: str
     task: Any
+    writer: RecordWriter  # this process's writer for the task's app (installed, records on)
     thread: int  # threading.get_ident() of the thread that runs it
     started: float  # time.perf_counter() at task_prerun
     fields: RecordFields  # what its "started" write says (see started_fields), and its end too
@@ -151,9 +152,11 @@ class RecordEnd:
         self.leaves_active = run.claim_end()
 
     def add_to(self, pipe: Any) -> None:
+        # A task shown as running moves to "finished" here, atomically; any other joins it
+        # through the writer, a moment later and a command less per task (FINISHED_INDEX_LAG).
         end_commands(
             pipe, self.store, self.key, self.task_id, states.SUCCESS, self.fields, self.completed_at,
-            self.store.record_ttl, leaves_active=self.leaves_active,
+            self.store.record_ttl, leaves_active=self.leaves_active, indexed=self.leaves_active,
         )
 
     def landed(self) -> None:
@@ -161,4 +164,4 @@ class RecordEnd:
             if _runs.get(self.task_id) is self.run:
                 del _runs[self.task_id]
         _ended_here.task_id = self.task_id
-        writer_for(self.store.app).note_end_written(self.task_id)
+        self.run.writer.note_end_written(self.task_id, None if self.leaves_active else self.completed_at)

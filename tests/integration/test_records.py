@@ -15,7 +15,7 @@ from celery_ext.record_writes import RecordWrite
 from celery_ext.records import store_for
 from celery_ext.task_record import TaskRecord
 from celery_ext.writer import writer_for
-from tests import proj
+from tests import harness, proj
 from tests.status_checks import describe_checked, wait_for, wait_for_phase
 
 pytestmark = pytest.mark.integration
@@ -167,8 +167,11 @@ def test_a_successful_tasks_end_is_in_redis_the_moment_its_result_is(app, worker
     assert record is not None and record.state == "SUCCESS"
     assert record.runtime_s is not None and record.started_at <= record.completed_at
     assert record.result_bytes == client.strlen(store.meta_key(task_id))
-    assert client.zscore(store.finished_key, task_id) is not None
     assert 0 < client.ttl(store.record_key(task_id)) <= store.record_ttl
+    # A task never shown as running joins "finished" through the writer, a moment later.
+    harness.wait_for(
+        lambda: client.zscore(store.finished_key, task_id) is not None, what="the task in the finished index"
+    )
 
 
 def test_a_record_that_cannot_take_the_end_never_fails_the_tasks_result(app, worker, caplog):

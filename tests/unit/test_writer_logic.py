@@ -4,6 +4,7 @@ proves the same against a real Redis and a real worker.)"""
 
 from __future__ import annotations
 
+import math
 import types
 import uuid
 from typing import Any
@@ -16,7 +17,7 @@ from celery_ext.bootstep import Receipt
 from celery_ext.liveness import INCARNATION_ENV
 from celery_ext.record_writes import DeferredLane, RecordWrite, coalesce
 from celery_ext.records import store_for
-from celery_ext.running import Run
+from celery_ext.running import RecordEnd, Run
 from celery_ext.writer import RecordWriter
 
 
@@ -73,18 +74,17 @@ class TestDeferredLane:
 class TestRunClaims:
     """A task's "started" write and its end decide, each for the other, what is written."""
 
-    def _run(self) -> Run:
+    @pytest.fixture
+    def run(self, writer) -> Run:
         fields = {"started_at": 100.5, "name": "t", "worker": "w@h", "retries": 0}
-        return Run("abc", object(), 1, 0.0, fields, due=1.0)
+        return Run("abc", object(), writer, 1, 0.0, fields, due=1.0)
 
-    def test_a_task_that_ends_first_never_has_a_started_write(self):
-        run = self._run()
+    def test_a_task_that_ends_first_never_has_a_started_write(self, run):
         assert run.claim_end() is False  # nothing to take out of "active"
         assert run.write_if_needed() is None
 
-    def test_a_started_write_is_made_once_and_the_end_then_leaves_active(self, monkeypatch):
+    def test_a_started_write_is_made_once_and_the_end_then_leaves_active(self, run, monkeypatch):
         monkeypatch.setenv(INCARNATION_ENV, "inc-1")
-        run = self._run()
         write = run.write_if_needed()
         assert write is not None and write.state == "STARTED" and write.at == 100.5
         assert write.fields == {
@@ -93,8 +93,7 @@ class TestRunClaims:
         assert run.write_if_needed() is None
         assert run.claim_end() is True
 
-    def test_progress_that_claims_the_started_write_leaves_none_for_the_writer(self):
-        run = self._run()
+    def test_progress_that_claims_the_started_write_leaves_none_for_the_writer(self, run):
         assert run.claim_start() is True
         assert run.write_if_needed() is None
 
@@ -220,6 +219,35 @@ def test_ids_a_worker_took_off_the_queue_leave_the_queued_index_at_the_next_trim
     client = FakeClient()
     writer._write(store, client, [_write(str(uuid.uuid4()), "SENT")])
     assert not [c for c in client.calls if c[0] == "zrem"]  # a sent task has not left the queue
+
+
+def test_ends_that_rode_along_join_the_finished_index_in_one_command_per_batch(writer):
+    store = store_for(writer.app)
+    writer._wake_at = -math.inf  # as if awake: the writer's own thread must not take them first
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    for n, task_id in enumerate(ids):
+        writer.note_end_written(task_id, index_at=100.0 + n)
+    writer.note_end_written(str(uuid.uuid4()))  # its end indexed itself
+    client = FakeClient()
+    writer._write(store, client, [], writer._take_to_index())
+    assert client.calls == [("zadd", store.finished_key, {ids[0]: 100.0, ids[1]: 101.0, ids[2]: 102.0})]
+    assert writer._take_to_index() == {} and writer._index_due == math.inf
+
+
+@pytest.mark.parametrize(
+    ("shown_running", "commands"),
+    [(False, ["hset", "expire"]), (True, ["hset", "zrem", "zadd", "expire"])],
+    ids=["short task: indexed later by the writer", "shown as running: moves to finished at once"],
+)
+def test_the_end_that_rides_along_indexes_itself_only_for_a_task_shown_as_running(writer, shown_running, commands):
+    store = store_for(writer.app)
+    run = Run("abc", types.SimpleNamespace(request=types.SimpleNamespace()), writer, 1, 0.0, {"started_at": 1.0}, due=1.0)
+    if shown_running:
+        run.claim_start()
+    end = RecordEnd("abc", run, store, measure.StoredResult(b"celery-task-meta-abc", "SUCCESS", 10, None))
+    calls: list[tuple[Any, ...]] = []
+    end.add_to(FakePipeline(calls))
+    assert [c[0] for c in calls] == commands
 
 
 class TestMeasure:
