@@ -78,7 +78,7 @@ class Run:
     def started_fields(self) -> RecordFields:
         """What its "started" write says: its fields and the worker incarnation running it,
         which tells readers when that worker died. Its end does not need the incarnation:
-        leaving it out saves every record about 45 bytes and the end a field."""
+        leaving it out saves the end a field and its record's listpack 64 bytes."""
         return {**self.fields, "incarnation": current_incarnation()}
 
     def write_if_needed(self) -> RecordWrite | None:
