@@ -12,10 +12,11 @@ The expiry is the worker's clock plus the TTL Celery set: the server starts the 
 same moment, so the two agree to within the worker's clock error.
 
 A task's record can also ride along: when the bootstep registered a ``Rider`` for the result
-this thread stores (a task that ran here and succeeded), its commands go in the same
-pipeline as Celery's SETEX and PUBLISH, one transaction and no round trip of their own
-(``benchmarks/bootstep_overhead.py``). For that, ``_set`` is Celery's own (the same two
-commands, from Celery 5.3 to 5.7) plus the rider's; a rider's error never fails the store.
+this thread stores (a task that ran here and succeeded), the rider writes the result itself,
+with Celery's key, value and TTL, together with its own commands, in one call
+(``end_script.py``): one command and no round trip of its own. A rider that cannot (a big
+result, scripts refused) leaves the write to Celery's own ``_set``, unchanged, from Celery 5.3
+to 5.7; an error of Celery's write fails the store as it would without a rider.
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ class StoredResult(NamedTuple):
 class Rider(Protocol):
     """Commands that ride along with Celery's write of one result (see the module's text)."""
 
-    def add_to(self, pipe: Any) -> None:
-        """Queue the commands on Celery's pipeline (inside its MULTI)."""
+    def ride(self, client: Any, key: Any, value: Any, expires: int | None) -> bool | None:
+        """Write the result as Celery would (``SET`` with TTL ``expires``, ``PUBLISH`` to
+        ``key``) together with the rider's own commands: True if both went through, False if
+        only the result did; None if it cannot (it wrote nothing: Celery writes the result).
+        Raises what Celery's own write would."""
 
     def landed(self) -> None:
         """Celery's write and the rider's commands went through (not called when a rider's
@@ -125,21 +129,10 @@ def wrap_redis_backend(rider_for: RiderFor | None = None) -> None:
             return original_set(self, key, value, *args)
         # Celery's _set (5.3: no ``expires`` argument; 5.7: ``expires``, None for its own).
         expires = args[0] if args and args[0] is not None else self.expires
-        with self.client.pipeline() as pipe:
-            if expires:
-                pipe.setex(key, expires, value)
-            else:
-                pipe.set(key, value)
-            pipe.publish(key, value)
-            try:
-                rider.add_to(pipe)
-            except Exception:  # pragma: no cover - never happens (all computed up front); never fails a store
-                return original_set(self, key, value, *args)
-            replies = pipe.execute(raise_on_error=False)
-        for reply in replies[:2]:  # Celery's own: fail as Celery would; the rider's never do
-            if isinstance(reply, Exception):
-                raise reply
-        _note.rode = not any(isinstance(reply, Exception) for reply in replies[2:])
+        rode = rider.ride(self.client, key, value, expires or None)
+        if rode is None:
+            return original_set(self, key, value, *args)
+        _note.rode = rode
         return None
 
     setattr(_set_with_state, "_fileintel_measures", True)

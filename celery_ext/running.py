@@ -4,13 +4,14 @@ a successful one writes together with its result.
 ``bootstep.py``'s receivers register a ``Run`` as a task starts and take it back as it ends:
 its runtime, and its "started" fields, which its end carries too. A ``Run`` is also its own
 deferred "started" write (``record_writes.Deferred``): made only for a task still running
-after ``STARTED_WAIT``, or once it reports progress; most tasks never have one. A successful task's end rides along with Celery's own write of its
-result: ``RecordEnd`` is the ``measure.Rider`` that adds it to Celery's transaction, one round
-trip and no hand-off to the writer thread (``bootstep._end_riding_along`` decides when).
+after ``STARTED_WAIT``, or once it reports progress; most tasks never have one. A successful
+task's end rides along with Celery's own write of its result: ``RecordEnd`` is the ``measure.Rider`` that writes both in one script, one command
+and no hand-off to the writer thread (``bootstep._end_riding_along`` decides when).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -18,12 +19,13 @@ from typing import Any
 
 from celery import states
 
+from celery_ext.end_script import MAX_RESULT_BYTES, run_end_script
 from celery_ext.liveness import current_incarnation
 from celery_ext.measure import StoredResult
 from celery_ext.record_writes import RecordWrite
 from celery_ext.records import RecordStore
-from celery_ext.task_record import RecordFields, stored_text
-from celery_ext.writer import RecordWriter, end_commands
+from celery_ext.task_record import Rank, RecordFields, stored_text
+from celery_ext.writer import RecordWriter
 
 __all__ = [
     "STARTED_WAIT", "Run", "RecordEnd", "start", "current", "take", "ended_here", "stored_result_fields",
@@ -133,35 +135,40 @@ def stored_result_fields(stored: StoredResult) -> RecordFields:
 class RecordEnd:
     """A successful task's record end, riding along with Celery's write of its result
     (``measure.Rider``): the "started" fields and the end in one HSET, the "finished" index,
-    the record's TTL, and, if its "started" write may have been made, out of "active".
-    Everything is computed here: queuing the commands on Celery's pipeline cannot fail."""
+    the record's TTL, and, if its "started" write may have been made, out of "active"; all in
+    one script with the result (``end_script.py``). Everything is computed here, where an
+    error only means no ride: running the script cannot fail on our data."""
 
     def __init__(self, task_id: str, run: Run, store: RecordStore, stored: StoredResult) -> None:
-        self.task_id, self.run, self.store = task_id, run, store
-        self.completed_at = time.time()
+        self.task_id, self.run, self.store, self.stored = task_id, run, store, stored
+        completed_at = time.time()
         fields: RecordFields = {
             **run.fields,
-            "completed_at": self.completed_at,
+            "completed_at": completed_at,
             "runtime_s": run.runtime_s(),
             "placeholders": getattr(run.task.request, "fileintel_placeholders", None),
             "result_expires_s": store.result_expires_s,
             **stored_result_fields(stored),
         }
-        self.fields = stored_text(fields)
-        self.key = store.record_key(task_id)  # validates the id here, not on Celery's pipeline
+        text = {**stored_text(fields), "state": states.SUCCESS, "rank": str(int(Rank.TERMINAL))}
+        # Raises here (no ride) on text that is not UTF-8; the script reads UTF-8 as it is.
+        self.fields_json = json.dumps(text, ensure_ascii=False).encode()
+        self.keys = (store.record_key(task_id), store.finished_key, store.active_key)  # validates the id
+        self.completed_at = completed_at
         self.leaves_active = run.claim_end()
 
-    def add_to(self, pipe: Any) -> None:
-        # A task shown as running moves to "finished" here, atomically; any other joins it
-        # through the writer, a moment later and a command less per task (FINISHED_INDEX_LAG).
-        end_commands(
-            pipe, self.store, self.key, self.task_id, states.SUCCESS, self.fields, self.completed_at,
-            self.store.record_ttl, leaves_active=self.leaves_active, indexed=self.leaves_active,
+    def ride(self, client: Any, key: Any, value: Any, expires: int | None) -> bool | None:
+        if self.stored.nbytes > MAX_RESULT_BYTES or not isinstance(expires, (int, type(None))):
+            return None  # Celery writes it; the record follows the usual way
+        args = (
+            value, expires or 0, self.fields_json, self.store.record_ttl, self.task_id,
+            repr(self.completed_at), "1" if self.leaves_active else "0",
         )
+        return run_end_script(client, (key, *self.keys), args)
 
     def landed(self) -> None:
         with _runs_lock:
             if _runs.get(self.task_id) is self.run:
                 del _runs[self.task_id]
         _ended_here.task_id = self.task_id
-        self.run.writer.note_end_written(self.task_id, None if self.leaves_active else self.completed_at)
+        self.run.writer.note_end_written(self.task_id)

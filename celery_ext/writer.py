@@ -54,11 +54,6 @@ ERROR_LOG_INTERVAL = 60.0
 #: next one gathers by itself.)
 LINGER = 0.05
 BUSY_WINDOW = 0.1
-#: A task whose end rode along with its result, and which was never shown as running, joins
-#: the "finished" index up to this late: the writer adds such ids in one ZADD per batch, a
-#: command less in every task's result transaction. (A task shown as running moves from
-#: "active" to "finished" in its transaction, so the board never loses sight of it.)
-FINISHED_INDEX_LAG = 0.1
 #: A deferred write is made up to this late, with the others due by then: one wake of the
 #: thread per interval, not one per task.
 DUE_SLACK = 0.05
@@ -101,10 +96,6 @@ class RecordWriter:
         #: Ids a worker received, started or finished since the last trim: the trim takes
         #: them out of the "queued" index in one command, not one per task.
         self._left_queue: set[str] = set()
-        #: Ids whose end rode along with their result and that still wait for the "finished"
-        #: index (``FINISHED_INDEX_LAG``), with their end's time; and when they fall due.
-        self._to_index: dict[str, float] = {}
-        self._index_due = math.inf
         #: Guards the collections above: tasks' threads add to them too (note_end_written).
         self._book_lock = threading.Lock()
         #: Deferred writes, a lane per kind (each kind waits as long: see ``DeferredLane``).
@@ -221,15 +212,14 @@ class RecordWriter:
             now = time.monotonic()
             due = [write for lane in list(self._lanes.values()) for write in lane.take_due(now, flush=bool(markers))]
             ready = coalesce(due + batch)
-            to_index = self._take_to_index()
-            if ready or to_index:
+            if ready:
                 try:
                     client = store.own_backend(store.settings.record_write_timeout).client
                     try:
-                        self._write(store, client, ready, to_index)
+                        self._write(store, client, ready)
                     except NoScriptError:  # Redis restarted or SCRIPT FLUSH: load it again
                         self._sha = None
-                        self._write(store, client, ready, to_index)
+                        self._write(store, client, ready)
                 except Exception as exc:  # never let the writer die
                     self._log_error(
                         "could not write %d task record(s) to %s: %s", len(ready), store.display_url, exc
@@ -246,8 +236,6 @@ class RecordWriter:
         self._wake_at = math.inf  # a defer() while we look wakes us
         dues = [due for lane in list(self._lanes.values()) if (due := lane.next_due()) is not None]
         due = min(dues) + DUE_SLACK if dues else None
-        if self._index_due < math.inf:
-            due = self._index_due if due is None else min(due, self._index_due)
         self._wake_at = math.inf if due is None else due
         try:
             if due is None:
@@ -263,18 +251,15 @@ class RecordWriter:
             return False
         return time.monotonic() - self._last_batch_end < BUSY_WINDOW
 
-    def _write(
-        self, store: RecordStore, client: Any, batch: list[RecordWrite], to_index: dict[str, float] | None = None
-    ) -> None:
+    def _write(self, store: RecordStore, client: Any, batch: list[RecordWrite]) -> None:
         """One round trip for the batch: direct terminal writes as plain commands, the rest
-        through the write script, the ids ``to_index`` as "finished" (id -> time) in one
-        ZADD, and the index trim when it is due."""
+        through the write script, and the index trim when it is due."""
         if self._sha is None:
             self._sha = client.script_load(WRITE_SCRIPT)
         ttl = store.record_ttl
         now = time.monotonic()
         trim = now - self._last_trim >= TRIM_INTERVAL
-        if len(batch) == 1 and not trim and not to_index and not self._is_direct(batch[0]):
+        if len(batch) == 1 and not trim and not self._is_direct(batch[0]):
             # The idle case, e.g. a producer's "sent" write: a pipeline's own cost would double it.
             self._script_call(client, store, batch[0], batch[0].at or time.time(), ttl)
             self._remember(batch[0])
@@ -287,8 +272,6 @@ class RecordWriter:
                 else:
                     self._script_call(pipe, store, w, at, ttl)
                 self._remember(w)
-            if to_index:
-                pipe.zadd(store.finished_key, to_index)
             if trim:
                 self._last_trim = now
                 pipe.zremrangebyscore(store.active_key, "-inf", time.time() - ttl)
@@ -340,30 +323,10 @@ class RecordWriter:
             json.dumps(w.live) if w.live else "{}",
         )
 
-    def note_end_written(self, task_id: str, index_at: float | None = None) -> None:
-        """A task's end this process wrote beside its result (``running.RecordEnd``), from
-        the task's thread: remember it as if this writer had written it. ``index_at``: the
-        end's time, for the "finished" index, which the end did not write itself."""
-        first = False
-        with self._book_lock:  # once: this runs on every successful task's path
-            self._remember_locked(task_id, Rank.TERMINAL)
-            if index_at is not None:
-                first = not self._to_index
-                self._to_index[task_id] = index_at
-                if first:
-                    self._index_due = time.monotonic() + FINISHED_INDEX_LAG
-        if first and self._index_due < self._wake_at:
-            self._wake()
-
-    def _take_to_index(self) -> dict[str, float]:
-        """The ids waiting for the "finished" index, taken (all of them, due or not: the
-        round trip is made anyway)."""
-        if not self._to_index:
-            return {}
-        with self._book_lock:
-            to_index, self._to_index = self._to_index, {}
-            self._index_due = math.inf
-        return to_index
+    def note_end_written(self, task_id: str) -> None:
+        """A task's end this process wrote with its result (``running.RecordEnd``), from the
+        task's thread: remember it as if this writer had written it."""
+        self._remember_state(task_id, Rank.TERMINAL)
 
     def _remember(self, w: RecordWrite) -> None:
         if w.state is not None:
@@ -371,19 +334,16 @@ class RecordWriter:
 
     def _remember_state(self, task_id: str, rank: Rank) -> None:
         with self._book_lock:  # the writer's thread and tasks' threads (note_end_written)
-            self._remember_locked(task_id, rank)
-
-    def _remember_locked(self, task_id: str, rank: Rank) -> None:
-        if rank > Rank.SENT and len(self._left_queue) < LEFT_QUEUE_BATCH:
-            self._left_queue.add(task_id)
-        if rank is Rank.RUNNING:
-            if task_id not in self._finished:
-                self._running.add(task_id)
-        elif rank is Rank.TERMINAL:
-            self._running.discard(task_id)
-            self._finished[task_id] = None
-            if len(self._finished) > REMEMBERED_TERMINAL:
-                del self._finished[next(iter(self._finished))]
+            if rank > Rank.SENT and len(self._left_queue) < LEFT_QUEUE_BATCH:
+                self._left_queue.add(task_id)
+            if rank is Rank.RUNNING:
+                if task_id not in self._finished:
+                    self._running.add(task_id)
+            elif rank is Rank.TERMINAL:
+                self._running.discard(task_id)
+                self._finished[task_id] = None
+                if len(self._finished) > REMEMBERED_TERMINAL:
+                    del self._finished[next(iter(self._finished))]
 
     def _log_error(self, message: str, *args: Any) -> None:
         now = time.monotonic()
@@ -394,18 +354,15 @@ class RecordWriter:
 
 def end_commands(
     pipe: Any, store: RecordStore, key: bytes, task_id: str, state: str, fields: dict[str, str], at: float,
-    ttl: int, *, leaves_active: bool, indexed: bool = True,
+    ttl: int, *, leaves_active: bool,
 ) -> None:
     """A task's end as plain commands (``HSET``, ``ZADD`` finished, and failed for a failure,
     ``EXPIRE``; ``ZREM`` from "active" if its start was written), for the process that ran
-    it, which knows the record is not terminal yet: from the writer (``_direct_commands``)
-    or riding with Celery's write of the result (``running.RecordEnd``). ``indexed=False``
-    leaves "finished" to the writer (``RecordWriter.note_end_written``)."""
+    it, which knows the record is not terminal yet (``RecordWriter._direct_commands``)."""
     pipe.hset(key, mapping={**fields, "state": state, "rank": int(Rank.TERMINAL)})
     if leaves_active:
         pipe.zrem(store.active_key, task_id)
-    if indexed:
-        pipe.zadd(store.finished_key, {task_id: at})
+    pipe.zadd(store.finished_key, {task_id: at})
     if state in FAILED_STATES:
         pipe.zadd(store.failed_key, {task_id: at})
     pipe.expire(key, ttl)

@@ -11,6 +11,7 @@ import pytest
 from celery import Celery, current_app
 
 import celery_ext
+from celery_ext import end_script
 from celery_ext.record_writes import RecordWrite
 from celery_ext.records import store_for
 from celery_ext.task_record import TaskRecord
@@ -148,35 +149,104 @@ def test_active_and_finished_indexes(app, worker):
     assert recent_task_ids(app, "finished", 1) == [running.id]
 
 
-def test_a_successful_tasks_end_is_in_redis_the_moment_its_result_is(app, worker):
-    """The end rides in Celery's own MULTI with the result: whoever hears the result's
-    PUBLISH finds the terminal record, with no window where the record lags the result."""
+def _record_at_the_publish(app, task_id: str, send) -> tuple[TaskRecord | None, float | None]:
+    """The task's record and "finished" score as read the moment its result is published."""
     store = store_for(app)
     client = store.client()
-    task_id = str(uuid.uuid4())
     pubsub = app.backend.client.pubsub()
     pubsub.subscribe(store.meta_key(task_id))
     try:
-        proj.add.apply_async((2, 3), task_id=task_id)
+        send()
         deadline = time.monotonic() + 30
         while (message := pubsub.get_message(timeout=1.0)) is None or message["type"] != "message":
             assert time.monotonic() < deadline, "no result was published"
-        record = TaskRecord.from_redis(client.hgetall(store.record_key(task_id)))
+        return TaskRecord.from_redis(client.hgetall(store.record_key(task_id))), client.zscore(store.finished_key, task_id)
     finally:
         pubsub.close()
-    assert record is not None and record.state == "SUCCESS"
+
+
+def test_a_successful_tasks_end_is_in_redis_the_moment_its_result_is(app, worker):
+    """The end is written in one script with the result: whoever hears the result's PUBLISH
+    finds the terminal record and its "finished" entry, with no window where they lag."""
+    store = store_for(app)
+    client = store.client()
+    task_id = str(uuid.uuid4())
+    record, finished = _record_at_the_publish(app, task_id, lambda: proj.add.apply_async((2, 3), task_id=task_id))
+    assert record is not None and record.state == "SUCCESS" and record.completed_at is not None
+    assert finished == pytest.approx(record.completed_at.timestamp(), abs=1e-3)
     assert record.runtime_s is not None and record.started_at <= record.completed_at
     assert record.result_bytes == client.strlen(store.meta_key(task_id))
     assert 0 < client.ttl(store.record_key(task_id)) <= store.record_ttl
-    # A task never shown as running joins "finished" through the writer, a moment later.
-    harness.wait_for(
-        lambda: client.zscore(store.finished_key, task_id) is not None, what="the task in the finished index"
-    )
+    assert 0 < client.ttl(store.meta_key(task_id)) <= app.backend.expires
+    assert proj.add.AsyncResult(task_id).get(timeout=5) == 5
+
+
+def test_the_end_still_rides_after_redis_forgot_its_scripts(app, worker):
+    """SCRIPT FLUSH (or a restart) between tasks: the script is loaded again, the end still
+    lands with the result."""
+    add_task = proj.add.apply_async((1, 1))
+    assert add_task.get(timeout=30) == 2
+    store_for(app).client().script_flush()
+    task_id = str(uuid.uuid4())
+    record, finished = _record_at_the_publish(app, task_id, lambda: proj.add.apply_async((2, 2), task_id=task_id))
+    assert record is not None and record.state == "SUCCESS" and finished is not None
+
+
+def test_a_result_too_big_to_ride_is_stored_by_celery_and_its_record_follows(app, worker):
+    nbytes = end_script.MAX_RESULT_BYTES + 1
+    result = proj.big_result.delay(nbytes)
+    assert len(result.get(timeout=30)) == nbytes
+    store = store_for(app)
+
+    def ended() -> TaskRecord | None:
+        record = read_record(app, result.id)
+        return record if record is not None and record.runtime_s is not None else None
+
+    record = harness.wait_for(ended, what="the record's end")
+    assert record.state == "SUCCESS" and record.result_bytes == store.client().strlen(store.meta_key(result.id))
+    assert store.client().zscore(store.finished_key, result.id) is not None
+
+
+def test_a_redis_user_refused_scripts_gets_celerys_own_write(app, redis_server, monkeypatch):
+    """An ACL that denies EVALSHA: the script writes nothing and says so; Celery's own write
+    then stores the result (the record follows through the writer)."""
+    import redis
+
+    admin = redis_server.client()
+    admin.acl_setuser("fileintel-noscripts", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+                      commands=["+@all", "-evalsha", "-eval"])
+    monkeypatch.setattr(end_script, "_refused_until", 0.0)
+    try:
+        limited = redis.Redis(host=admin.connection_pool.connection_kwargs["host"],
+                              port=admin.connection_pool.connection_kwargs["port"],
+                              username="fileintel-noscripts", password="pw")
+        task_id = str(uuid.uuid4())
+        store = store_for(app)
+        keys = (store.meta_key(task_id), store.record_key(task_id), store.finished_key, store.active_key)
+        args = ("value", 60, '{"state": "SUCCESS"}', 60, task_id, "1.0", "0")
+        assert end_script.run_end_script(limited, keys, args) is None
+        assert admin.exists(store.meta_key(task_id), store.record_key(task_id)) == 0
+        assert end_script.run_end_script(limited, keys, args) is None  # not tried again for a while
+        limited.close()
+    finally:
+        admin.acl_deluser("fileintel-noscripts")
+
+
+def test_the_script_keeps_the_result_when_the_record_cannot_take_the_end(app):
+    store = store_for(app)
+    client = store.client()
+    task_id = str(uuid.uuid4())
+    client.set(store.record_key(task_id), "not a hash")
+    keys = (store.meta_key(task_id), store.record_key(task_id), store.finished_key, store.active_key)
+    args = ("value", 60, '{"state": "SUCCESS"}', 60, task_id, "1.0", "0")
+    assert end_script.run_end_script(client, keys, args) is False
+    assert client.get(store.meta_key(task_id)) == b"value" and 0 < client.ttl(store.meta_key(task_id)) <= 60
+    assert client.get(store.record_key(task_id)) == b"not a hash"
 
 
 def test_a_record_that_cannot_take_the_end_never_fails_the_tasks_result(app, worker, caplog):
-    """A record key holding another type (WRONGTYPE inside Celery's MULTI): Celery's own
-    write still lands and the task succeeds; only the record is missing its end."""
+    """A record key holding another type (WRONGTYPE in the result's script): the result still
+    lands and the task succeeds; only the record is missing its end."""
     store = store_for(app)
     task_id = str(uuid.uuid4())
     store.client().set(store.record_key(task_id), "not a hash")

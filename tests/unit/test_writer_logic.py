@@ -4,7 +4,7 @@ proves the same against a real Redis and a real worker.)"""
 
 from __future__ import annotations
 
-import math
+import json
 import types
 import uuid
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from celery_ext import measure
+from celery_ext import end_script, measure
 from celery_ext.bootstep import Receipt
 from celery_ext.liveness import INCARNATION_ENV
 from celery_ext.record_writes import DeferredLane, RecordWrite, coalesce
@@ -221,33 +221,82 @@ def test_ids_a_worker_took_off_the_queue_leave_the_queued_index_at_the_next_trim
     assert not [c for c in client.calls if c[0] == "zrem"]  # a sent task has not left the queue
 
 
-def test_ends_that_rode_along_join_the_finished_index_in_one_command_per_batch(writer):
-    store = store_for(writer.app)
-    writer._wake_at = -math.inf  # as if awake: the writer's own thread must not take them first
-    ids = [str(uuid.uuid4()) for _ in range(3)]
-    for n, task_id in enumerate(ids):
-        writer.note_end_written(task_id, index_at=100.0 + n)
-    writer.note_end_written(str(uuid.uuid4()))  # its end indexed itself
-    client = FakeClient()
-    writer._write(store, client, [], writer._take_to_index())
-    assert client.calls == [("zadd", store.finished_key, {ids[0]: 100.0, ids[1]: 101.0, ids[2]: 102.0})]
-    assert writer._take_to_index() == {} and writer._index_due == math.inf
+class RecordingClient:
+    """The client a ride gets: records the script calls, replies as told."""
+
+    def __init__(self, reply: Any = 1) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.reply = reply
+
+    def evalsha(self, *args: Any) -> Any:
+        self.calls.append(("evalsha", *args))
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        return self.reply
+
+    def script_load(self, script: str) -> str:
+        self.calls.append(("script_load",))
+        self.reply = 1
+        return "sha"
 
 
-@pytest.mark.parametrize(
-    ("shown_running", "commands"),
-    [(False, ["hset", "expire"]), (True, ["hset", "zrem", "zadd", "expire"])],
-    ids=["short task: indexed later by the writer", "shown as running: moves to finished at once"],
-)
-def test_the_end_that_rides_along_indexes_itself_only_for_a_task_shown_as_running(writer, shown_running, commands):
+def _record_end(writer, shown_running: bool = False, nbytes: int = 10) -> RecordEnd:
     store = store_for(writer.app)
     run = Run("abc", types.SimpleNamespace(request=types.SimpleNamespace()), writer, 1, 0.0, {"started_at": 1.0}, due=1.0)
     if shown_running:
         run.claim_start()
-    end = RecordEnd("abc", run, store, measure.StoredResult(b"celery-task-meta-abc", "SUCCESS", 10, None))
-    calls: list[tuple[Any, ...]] = []
-    end.add_to(FakePipeline(calls))
-    assert [c[0] for c in calls] == commands
+    return RecordEnd("abc", run, store, measure.StoredResult(b"celery-task-meta-abc", "SUCCESS", nbytes, None))
+
+
+@pytest.mark.parametrize("shown_running", [False, True], ids=["short task", "shown as running"])
+def test_the_end_rides_in_one_script_call_with_the_result_and_leaves_active_only_if_shown_running(writer, shown_running):
+    store = store_for(writer.app)
+    end = _record_end(writer, shown_running)
+    client = RecordingClient()
+    assert end.ride(client, b"celery-task-meta-abc", "value", 3600) is True
+    [(_, sha, numkeys, *keys_and_args)] = client.calls
+    assert sha == end_script.END_SCRIPT_SHA and numkeys == 4
+    keys, args = keys_and_args[:4], keys_and_args[4:]
+    assert keys == [b"celery-task-meta-abc", store.record_key("abc"), store.finished_key, store.active_key]
+    value, result_ttl, fields, record_ttl, task_id, at, leaves_active = args
+    assert (value, result_ttl, record_ttl, task_id) == ("value", 3600, store.record_ttl, "abc")
+    assert json.loads(fields) | {"completed_at": "x", "runtime_s": "x"} == {
+        "started_at": "1.0", "completed_at": "x", "runtime_s": "x", "state": "SUCCESS", "rank": "3",
+        "result_bytes": "10", "result_expires_ts": "never", **(
+            {"result_expires_s": str(store.result_expires_s)} if store.result_expires_s is not None else {}
+        ),
+    }
+    assert float(at) == end.completed_at and leaves_active == ("1" if shown_running else "0")
+
+
+def test_a_big_result_does_not_ride_celery_writes_it(writer):
+    end = _record_end(writer, nbytes=end_script.MAX_RESULT_BYTES + 1)
+    client = RecordingClient()
+    assert end.ride(client, b"celery-task-meta-abc", "value", 3600) is None and client.calls == []
+
+
+def test_the_script_is_loaded_once_when_the_server_lacks_it(writer):
+    from redis.exceptions import NoScriptError
+
+    client = RecordingClient(NoScriptError("NOSCRIPT"))
+    assert _record_end(writer).ride(client, b"celery-task-meta-abc", "value", None) is True
+    assert [c[0] for c in client.calls] == ["evalsha", "script_load", "evalsha"]
+    assert client.calls[-1][8] == 0  # no TTL for the result: stored without one, as Celery does
+
+
+def test_a_refused_script_leaves_results_to_celery_for_a_while(writer, monkeypatch, caplog):
+    from redis.exceptions import ConnectionError, ResponseError
+
+    monkeypatch.setattr(end_script, "_refused_until", 0.0)
+    client = RecordingClient(ResponseError("NOPERM this user has no permissions to run the 'evalsha' command"))
+    assert _record_end(writer).ride(client, b"celery-task-meta-abc", "value", 3600) is None
+    assert "Celery stores results its own way" in caplog.text
+    assert _record_end(writer).ride(client, b"celery-task-meta-abc", "value", 3600) is None
+    assert len(client.calls) == 1  # not tried again meanwhile
+    monkeypatch.setattr(end_script, "_refused_until", 0.0)
+    client = RecordingClient(ConnectionError("gone"))
+    with pytest.raises(ConnectionError):  # Celery's own error: its retry policy takes it
+        _record_end(writer).ride(client, b"celery-task-meta-abc", "value", 3600)
 
 
 class TestMeasure:
@@ -298,16 +347,11 @@ def test_every_field_a_receiver_may_write_is_read_back():
 
 
 class TestRideAlong:
-    """A rider's commands go in Celery's own result transaction; only Celery's errors fail it."""
+    """A rider writes the result with its own commands; only Celery's errors fail the store."""
 
     class Pipeline(FakePipeline):
-        def __init__(self, calls: list[tuple[Any, ...]], replies: list[Any]) -> None:
-            super().__init__(calls)
-            self.replies = replies
-
-        def execute(self, raise_on_error: bool = True) -> list[Any]:
+        def execute(self, raise_on_error: bool = True) -> None:
             self.calls.append(("execute", raise_on_error))
-            return self.replies
 
     class Backend:
         """What Celery's Redis backend's ``_set_with_state`` and ``_set`` use of themselves."""
@@ -315,9 +359,9 @@ class TestRideAlong:
         expires = 3600
         failure_expires = None
 
-        def __init__(self, replies: list[Any]) -> None:
+        def __init__(self) -> None:
             self.calls: list[tuple[Any, ...]] = []
-            pipeline = TestRideAlong.Pipeline(self.calls, replies)
+            pipeline = TestRideAlong.Pipeline(self.calls)
             self.client = type("Client", (), {"pipeline": lambda _self: pipeline})()
 
         def set(self, key: Any, value: Any, expires: Any = None) -> None:
@@ -326,20 +370,25 @@ class TestRideAlong:
             RedisBackend._set(self, key, value)
 
     class Rider:
-        def __init__(self) -> None:
+        def __init__(self, rides: Any) -> None:
+            self.rides = rides
+            self.asked: list[tuple[Any, ...]] = []
             self.landings = 0
 
-        def add_to(self, pipe: Any) -> None:
-            pipe.hset("record", "state", "SUCCESS")
+        def ride(self, client: Any, key: Any, value: Any, expires: int | None) -> bool | None:
+            self.asked.append((key, value, expires))
+            if isinstance(self.rides, Exception):
+                raise self.rides
+            return self.rides
 
         def landed(self) -> None:
             self.landings += 1
 
-    def _store(self, monkeypatch, replies: list[Any], state: str = "SUCCESS") -> tuple[Backend, Rider, list[tuple[Any, ...]]]:
+    def _store(self, monkeypatch, rides: Any, state: str = "SUCCESS", backend: Any = None) -> tuple[Any, Rider, list[tuple[Any, ...]]]:
         from celery.backends.redis import RedisBackend
 
         measure.wrap_redis_backend()
-        rider = self.Rider()
+        rider = self.Rider(rides)
         asked: list[tuple[Any, ...]] = []
 
         def rider_for(backend: Any, key: bytes, stored: measure.StoredResult) -> TestRideAlong.Rider:
@@ -347,29 +396,32 @@ class TestRideAlong:
             return rider
 
         monkeypatch.setattr(measure, "_rider_for", rider_for)
-        backend = self.Backend(replies)
+        backend = backend or self.Backend()
         RedisBackend._set_with_state(backend, b"celery-task-meta-abc", "value", state)
         return backend, rider, asked
 
-    def test_the_riders_commands_go_in_celerys_pipeline_after_its_own(self, monkeypatch):
-        backend, rider, asked = self._store(monkeypatch, [True, 1, 1])
-        assert [c[0] for c in backend.calls] == ["setex", "publish", "hset", "execute"]
-        assert backend.calls[-1] == ("execute", False)  # a rider's error must not raise
-        assert backend.calls[0] == ("setex", b"celery-task-meta-abc", 3600, "value")
+    def test_the_rider_writes_the_result_with_celerys_key_value_and_ttl(self, monkeypatch):
+        backend, rider, asked = self._store(monkeypatch, True)
+        assert rider.asked == [(b"celery-task-meta-abc", "value", 3600)] and backend.calls == []
         assert asked == [(b"celery-task-meta-abc", "SUCCESS", 5)] and rider.landings == 1
         assert measure.take_stored("abc", "SUCCESS") is not None  # still measured for the receivers
 
-    def test_a_riders_failed_command_never_fails_the_store_and_is_not_landed(self, monkeypatch):
-        from redis.exceptions import ResponseError
+    def test_a_result_stored_without_the_riders_part_is_not_landed(self, monkeypatch):
+        backend, rider, _ = self._store(monkeypatch, False)
+        assert backend.calls == [] and rider.landings == 0  # the receivers write the record the usual way
 
-        _, rider, _ = self._store(monkeypatch, [True, 1, ResponseError("WRONGTYPE")])
-        assert rider.landings == 0  # the receivers write the record the usual way
+    def test_a_rider_that_cannot_ride_leaves_the_write_to_celery(self, monkeypatch):
+        backend, rider, _ = self._store(monkeypatch, None)
+        assert backend.calls == [
+            ("setex", b"celery-task-meta-abc", 3600, "value"), ("publish", b"celery-task-meta-abc", "value"), ("execute", True)
+        ]
+        assert rider.landings == 0
 
     def test_celerys_own_error_fails_the_store_as_it_would_without_a_rider(self, monkeypatch):
-        from redis.exceptions import ResponseError
+        from redis.exceptions import ConnectionError
 
-        with pytest.raises(ResponseError, match="OOM"):
-            self._store(monkeypatch, [ResponseError("OOM"), 1, 1])
+        with pytest.raises(ConnectionError):
+            self._store(monkeypatch, ConnectionError("gone"))
 
     def test_a_write_of_another_key_meanwhile_gets_no_rider(self, monkeypatch):
         from celery.backends.redis import RedisBackend
@@ -378,12 +430,11 @@ class TestRideAlong:
             def set(self, key: Any, value: Any, expires: Any = None) -> None:
                 RedisBackend._set(self, b"celery-task-meta-other", value)
 
-        monkeypatch.setattr(self, "Backend", Elsewhere)
-        backend, rider, _ = self._store(monkeypatch, [True, 1])
-        assert [c[0] for c in backend.calls] == ["setex", "publish", "execute"] and rider.landings == 0
+        backend, rider, _ = self._store(monkeypatch, True, backend=Elsewhere())
+        assert [c[0] for c in backend.calls] == ["setex", "publish", "execute"] and rider.asked == []
 
     def test_only_a_success_gets_a_rider(self, monkeypatch):
-        backend, rider, asked = self._store(monkeypatch, [True, 1], state="PROGRESS")
+        backend, rider, asked = self._store(monkeypatch, True, state="PROGRESS")
         assert asked == [] and rider.landings == 0
         assert backend.calls == [  # Celery's own _set, unchanged
             ("setex", b"celery-task-meta-abc", 3600, "value"), ("publish", b"celery-task-meta-abc", "value"), ("execute", True)
