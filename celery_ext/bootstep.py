@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, bootsteps, signals, states
@@ -266,17 +267,24 @@ def _sending_app() -> Celery | None:
 
 class Receipt:
     """A task a worker received (prefetched): its "received" write, deferred by RECEIVED_WAIT
-    and made only if no pool process has started the task by then (``record_writes.Deferred``)."""
+    and made only if no pool process has started the task by then (``record_writes.Deferred``).
+
+    It holds the request weakly: a task done by then needs no write, and a thousand requests
+    kept alive a second longer each cost the worker's main process more in garbage collection
+    than the rest of this write (``benchmarks/bootstep_overhead.py``, prefork pool)."""
 
     __slots__ = ("request", "received_at", "due")
 
     def __init__(self, request: Any) -> None:
-        self.request = request
+        try:
+            self.request: Callable[[], Any] = weakref.ref(request)
+        except TypeError:  # a request object of another kind: hold it
+            self.request = lambda: request
         self.received_at = _now()
         self.due = time.monotonic() + RECEIVED_WAIT
 
     def write_if_needed(self) -> RecordWrite | None:
-        request = self.request
+        request = self.request()
         task_id = getattr(request, "id", None)
         if task_id is None or getattr(request, "time_start", None) is not None:
             return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import types
 import uuid
+import weakref
 from typing import Any
 
 import pytest
@@ -99,11 +100,16 @@ class TestRunClaims:
 
 
 class TestReceipt:
+    class Request:  # Celery's requests take weak references; SimpleNamespace does not
+        def __init__(self, time_start: float | None) -> None:
+            self.id, self.name, self.hostname, self.time_start = "abc", "t", "w@h", time_start
+
     def _request(self, time_start: float | None) -> Any:
-        return types.SimpleNamespace(id="abc", name="t", hostname="w@h", time_start=time_start)
+        return self.Request(time_start)
 
     def test_a_task_still_in_the_prefetch_buffer_when_due_is_written_as_received(self):
-        receipt = Receipt(self._request(None))
+        request = self._request(None)  # the worker holds it while it waits
+        receipt = Receipt(request)
         write = receipt.write_if_needed()
         assert write is not None and write.state == "RECEIVED" and write.at == receipt.received_at
         assert set(write.fields) == {"received_at", "name", "worker"}
@@ -113,6 +119,17 @@ class TestReceipt:
         receipt = Receipt(request)
         request.time_start = 5.0
         assert receipt.write_if_needed() is None
+
+    def test_a_receipt_does_not_keep_a_done_tasks_request_alive(self):
+        request = self._request(None)
+        receipt = Receipt(request)
+        gone = weakref.ref(request)
+        del request
+        assert gone() is None and receipt.write_if_needed() is None
+
+    def test_a_request_without_weak_references_is_still_written(self):
+        receipt = Receipt(types.SimpleNamespace(id="abc", name="t", hostname="w@h", time_start=None))
+        assert receipt.write_if_needed() is not None
 
 
 def test_a_duplicate_end_does_not_inherit_directness():
