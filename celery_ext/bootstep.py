@@ -5,9 +5,9 @@ Receivers are connected once, at module level, with ``weak=False`` and a ``dispa
 ``spawn`` (which do not inherit the parent's receivers) import it and connect them too.
 Each receiver only queues a small write for the background writer (see writer.py): no I/O on
 the task's path or on the worker's event loop, and it never raises into a task. One write
-goes another way: a successful task's end rides in Celery's own write of its result
-(``running.RecordEnd``, ``measure.py``), in the task's thread, one transaction and no round
-trip of its own. That is most tasks' only record write. The tasks running in this process
+goes another way: a successful task's end rides with Celery's own write of its result
+(``running.RecordEnd``, ``measure.py``, ``end_script.py``), in the task's thread, one script
+and no round trip of its own. That is most tasks' only record write. The tasks running in this process
 are kept in ``running.py``.
 """
 

@@ -148,11 +148,11 @@ def observe_pushed(
 ) -> Observation | None:
     """The facts after Celery published ``data`` as the task's final result, without a read.
 
-    Celery PUBLISHes the very bytes it has just SETEX'd on the result key, with the backend's
+    Celery PUBLISHes the very bytes it has just stored on the result key, with the backend's
     expiry as TTL, so everything the read script would return about the result is in hand:
     the payload, its size (STRLEN) and its TTL (PTTL, give or take the message's transit).
     The record is the one ``earlier`` read. A read at this moment may find the worker's
-    final record (a success's end rides in the same transaction as its result; other ends
+    final record (a success's end is written in the same script as its result; other ends
     come a moment later): what only that record brings (the runtime, a short task's start)
     is then left unknown here, never different.
 

@@ -5,8 +5,9 @@ a successful one writes together with its result.
 its runtime, and its "started" fields, which its end carries too. A ``Run`` is also its own
 deferred "started" write (``record_writes.Deferred``): made only for a task still running
 after ``STARTED_WAIT``, or once it reports progress; most tasks never have one. A successful
-task's end rides along with Celery's own write of its result: ``RecordEnd`` is the ``measure.Rider`` that writes both in one script, one command
-and no hand-off to the writer thread (``bootstep._end_riding_along`` decides when).
+task's end rides along with Celery's own write of its result: ``RecordEnd`` is the
+``measure.Rider`` that writes both in one script (``end_script.py``), one command and no
+hand-off to the writer thread (``bootstep._end_riding_along`` decides when).
 """
 
 from __future__ import annotations

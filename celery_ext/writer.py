@@ -10,10 +10,10 @@ a task just sent reads ``queued`` everywhere. Worker writes go through the threa
 successful task's end, which rides with Celery's write of its result (``running.RecordEnd``).
 A write a later one will likely supersede is deferred (``defer``; ``record_writes.Deferred``):
 made when it falls due, and only if it is still news then, so a short task costs one write:
-its end. An end the thread writes for the process that ran the
-task goes as three plain commands (``RecordWriter._direct_commands``). A busy writer lingers
-``LINGER`` to gather bigger batches. Until a queued "sent" write is done, ``pending()`` hands
-it to readers in the same process.
+its end. An end the thread writes for the process that ran the task goes as plain commands
+(``RecordWriter._direct_commands``). A busy writer lingers ``LINGER`` to gather bigger
+batches. Until a queued "sent" write is done, ``pending()`` hands it to readers in the same
+process.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from celery_ext.records import (
 )
 from celery_ext.task_record import FAILED_STATES, SENT, WRITE_SCRIPT, Rank
 
-__all__ = ["RecordWriter", "writer_for", "pending_write", "flush_all", "end_commands"]
+__all__ = ["RecordWriter", "writer_for", "pending_write", "flush_all"]
 
 logger = logging.getLogger(__name__)
 
@@ -295,16 +295,19 @@ class RecordWriter:
         return w.direct and w.state is not None and w.task_id not in self._finished
 
     def _direct_commands(self, pipe: Any, store: RecordStore, w: RecordWrite, at: float, ttl: int) -> None:
-        """A terminal write the write script would apply in full, as three plain commands
-        (HSET, ZADD, EXPIRE) instead of a script running seven: the record cannot be terminal
-        yet, since this process ran the task and has not written its end (``_finished``); a
-        RUNNING state it wrote is taken out of "active". Redis does the work once per task,
-        so this is most of the bootstep's cost (benchmarks/bootstep_overhead.py)."""
+        """A terminal write the write script would apply in full, as plain commands (``HSET``,
+        ``ZADD`` finished, and failed for a failure, ``EXPIRE``) instead of a script running
+        seven: the record cannot be terminal yet, since this process ran the task and has not
+        written its end (``_finished``); a RUNNING state it wrote is taken out of "active"."""
         assert w.state is not None
-        end_commands(
-            pipe, store, store.record_key(w.task_id), w.task_id, w.state, {**w.fields, **(w.live or {})}, at, ttl,
-            leaves_active=w.task_id in self._running,
-        )
+        key = store.record_key(w.task_id)
+        pipe.hset(key, mapping={**w.fields, **(w.live or {}), "state": w.state, "rank": int(Rank.TERMINAL)})
+        if w.task_id in self._running:
+            pipe.zrem(store.active_key, w.task_id)
+        pipe.zadd(store.finished_key, {w.task_id: at})
+        if w.state in FAILED_STATES:
+            pipe.zadd(store.failed_key, {w.task_id: at})
+        pipe.expire(key, ttl)
 
     def _script_call(self, target: Any, store: RecordStore, w: RecordWrite, at: float, ttl: int) -> None:
         """The write script for ``w``, on a client or a pipeline."""
@@ -350,22 +353,6 @@ class RecordWriter:
         if now - self._last_error_log >= ERROR_LOG_INTERVAL:
             self._last_error_log = now
             logger.warning("fileintel: " + message, *args)
-
-
-def end_commands(
-    pipe: Any, store: RecordStore, key: bytes, task_id: str, state: str, fields: dict[str, str], at: float,
-    ttl: int, *, leaves_active: bool,
-) -> None:
-    """A task's end as plain commands (``HSET``, ``ZADD`` finished, and failed for a failure,
-    ``EXPIRE``; ``ZREM`` from "active" if its start was written), for the process that ran
-    it, which knows the record is not terminal yet (``RecordWriter._direct_commands``)."""
-    pipe.hset(key, mapping={**fields, "state": state, "rank": int(Rank.TERMINAL)})
-    if leaves_active:
-        pipe.zrem(store.active_key, task_id)
-    pipe.zadd(store.finished_key, {task_id: at})
-    if state in FAILED_STATES:
-        pipe.zadd(store.failed_key, {task_id: at})
-    pipe.expire(key, ttl)
 
 
 _writers: dict[int, RecordWriter] = {}
