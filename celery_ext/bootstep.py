@@ -7,8 +7,8 @@ Each receiver only queues a small write for the background writer (see writer.py
 the task's path or on the worker's event loop, and it never raises into a task. One write
 goes another way: a successful task's end rides with Celery's own write of its result
 (``running.RecordEnd``, ``measure.py``, ``end_script.py``), in the task's thread, one script
-and no round trip of its own. That is most tasks' only record write. The tasks running in this process
-are kept in ``running.py``.
+and no round trip of its own. That is most tasks' only record write. The tasks running in
+this process are kept in ``running.py``.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Celery stores a result as a transaction of four commands (``MULTI``, ``SETEX``, ``PUBLISH``,
 ``EXEC``). Adding the record's end to that transaction cost two more commands, and with
 redis-py each command in a transaction costs the task's thread about 25 microseconds (packing,
-its ``QUEUED`` reply, its part of ``EXEC``'s): with a threads pool, that alone took a tenth of
-the worker's throughput. This script does the same writes in one command: the result (``SET``
+its ``QUEUED`` reply, its part of ``EXEC``'s): in a threads pool, that was most of what the
+bootstep cost (``benchmarks/bootstep_overhead.py``). This script does the same writes in one command: the result (``SET``
 with Celery's TTL, then ``PUBLISH`` to its key, as Celery does) and the record's end
 (``HSET``, ``EXPIRE``, the "finished" index, out of "active"), atomically, as the transaction
 did: whoever hears the ``PUBLISH`` finds the record's end (``benchmarks/bootstep_breakdown.py``).
@@ -27,7 +27,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
 
-__all__ = ["END_SCRIPT", "MAX_RESULT_BYTES", "run_end_script"]
+__all__ = ["END_SCRIPT", "END_SCRIPT_SHA", "MAX_RESULT_BYTES", "REFUSED_RETRY_S", "run_end_script"]
 
 logger = logging.getLogger(__name__)
 
