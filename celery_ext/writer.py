@@ -40,6 +40,7 @@ from celery_ext.records import (
     store_for,
 )
 from celery_ext.task_record import FAILED_STATES, SENT, WRITE_SCRIPT, Rank
+from celery_ext.written_ids import WrittenIds
 
 __all__ = ["RecordWriter", "writer_for", "pending_write", "flush_all"]
 
@@ -64,13 +65,6 @@ EXIT_FLUSH_TIMEOUT = 1.0
 #: second, they alone were 0.1 command per task on a busy prefork worker.) An index holds at
 #: most this long's worth of ids over its size.
 TRIM_INTERVAL = 5.0
-#: How many ids of tasks this writer finished it remembers: a second terminal write for one
-#: of them (a duplicate signal) goes through the write script, which keeps the first.
-REMEMBERED_TERMINAL = 10_000
-#: At most this many ids a worker took off the queue wait for the next trim to leave the
-#: "queued" index (one ZREM per trim); past it, readers drop the others lazily (``stuck.py``).
-LEFT_QUEUE_BATCH = 10_000
-
 
 class RecordWriter:
     def __init__(self, app: Celery) -> None:
@@ -88,16 +82,8 @@ class RecordWriter:
         self._last_error_log = 0.0
         self._sha: str | None = None
         self._last_trim = 0.0
-        #: Ids this writer wrote a RUNNING state for and no terminal one yet: their terminal
-        #: write removes them from the "active" index.
-        self._running: set[str] = set()
-        #: Ids this writer wrote a terminal state for (the newest REMEMBERED_TERMINAL).
-        self._finished: dict[str, None] = {}
-        #: Ids a worker received, started or finished since the last trim: the trim takes
-        #: them out of the "queued" index in one command, not one per task.
-        self._left_queue: set[str] = set()
-        #: Guards the collections above: tasks' threads add to them too (note_end_written).
-        self._book_lock = threading.Lock()
+        #: What this process wrote for which ids (tasks' threads note their ends there too).
+        self._written = WrittenIds()
         #: Deferred writes, a lane per kind (each kind waits as long: see ``DeferredLane``).
         self._lanes: dict[type, DeferredLane] = {}
         #: When the thread wakes next (monotonic): -inf while awake, inf while idle.
@@ -286,23 +272,22 @@ class RecordWriter:
         process's worker took off the queue go in one ZREM."""
         pipe.zremrangebyscore(store.queued_key, "-inf", time.time() - ttl)
         pipe.zremrangebyrank(store.queued_key, QUEUED_INDEX_SIZE, -1)
-        with self._book_lock:
-            left, self._left_queue = self._left_queue, set()
+        left = self._written.take_left_queue()
         if left:
             pipe.zrem(store.queued_key, *left)
 
     def _is_direct(self, w: RecordWrite) -> bool:
-        return w.direct and w.state is not None and w.task_id not in self._finished
+        return w.direct and w.state is not None and not self._written.ended(w.task_id)
 
     def _direct_commands(self, pipe: Any, store: RecordStore, w: RecordWrite, at: float, ttl: int) -> None:
         """A terminal write the write script would apply in full, as plain commands (``HSET``,
         ``ZADD`` finished, and failed for a failure, ``EXPIRE``) instead of a script running
         seven: the record cannot be terminal yet, since this process ran the task and has not
-        written its end (``_finished``); a RUNNING state it wrote is taken out of "active"."""
+        written its end (``WrittenIds.ended``); a RUNNING state it wrote is taken out of "active"."""
         assert w.state is not None
         key = store.record_key(w.task_id)
         pipe.hset(key, mapping={**w.fields, **(w.live or {}), "state": w.state, "rank": int(Rank.TERMINAL)})
-        if w.task_id in self._running:
+        if self._written.shown_running(w.task_id):
             pipe.zrem(store.active_key, w.task_id)
         pipe.zadd(store.finished_key, {w.task_id: at})
         if w.state in FAILED_STATES:
@@ -329,24 +314,11 @@ class RecordWriter:
     def note_end_written(self, task_id: str) -> None:
         """A task's end this process wrote with its result (``running.RecordEnd``), from the
         task's thread: remember it as if this writer had written it."""
-        self._remember_state(task_id, Rank.TERMINAL)
+        self._written.note(task_id, Rank.TERMINAL)
 
     def _remember(self, w: RecordWrite) -> None:
         if w.state is not None:
-            self._remember_state(w.task_id, Rank.of(w.state))
-
-    def _remember_state(self, task_id: str, rank: Rank) -> None:
-        with self._book_lock:  # the writer's thread and tasks' threads (note_end_written)
-            if rank > Rank.SENT and len(self._left_queue) < LEFT_QUEUE_BATCH:
-                self._left_queue.add(task_id)
-            if rank is Rank.RUNNING:
-                if task_id not in self._finished:
-                    self._running.add(task_id)
-            elif rank is Rank.TERMINAL:
-                self._running.discard(task_id)
-                self._finished[task_id] = None
-                if len(self._finished) > REMEMBERED_TERMINAL:
-                    del self._finished[next(iter(self._finished))]
+            self._written.note(w.task_id, Rank.of(w.state))
 
     def _log_error(self, message: str, *args: Any) -> None:
         now = time.monotonic()

@@ -13,13 +13,15 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from celery_ext import end_script, measure
+from celery_ext import end_script, measure, written_ids
 from celery_ext.bootstep import Receipt
 from celery_ext.liveness import INCARNATION_ENV
 from celery_ext.record_writes import DeferredLane, RecordWrite, coalesce
 from celery_ext.records import store_for
 from celery_ext.running import RecordEnd, Run
+from celery_ext.task_record import Rank
 from celery_ext.writer import RecordWriter
+from celery_ext.written_ids import WrittenIds
 
 
 def _write(task_id: str, state: str | None, *, at: float = 1.0, **options: Any) -> RecordWrite:
@@ -456,3 +458,31 @@ class TestRideAlong:
         assert backend.calls == [  # Celery's own _set, unchanged
             ("setex", b"celery-task-meta-abc", 3600, "value"), ("publish", b"celery-task-meta-abc", "value"), ("execute", True)
         ]
+
+
+class TestWrittenIds:
+    """What the writer knows of the ids it wrote, which decides plain commands or the script."""
+
+    def test_an_end_forgets_the_running_mark_and_a_late_start_does_not_bring_it_back(self):
+        written = WrittenIds()
+        written.note("a", Rank.RUNNING)
+        assert written.shown_running("a") and not written.ended("a")
+        written.note("a", Rank.TERMINAL)
+        written.note("a", Rank.RUNNING)  # a "started" write that lost the race to the end
+        assert written.ended("a") and not written.shown_running("a")
+
+    def test_it_remembers_only_the_newest_ends(self, monkeypatch):
+        monkeypatch.setattr(written_ids, "REMEMBERED_TERMINAL", 2)
+        written = WrittenIds()
+        for task_id in "abc":
+            written.note(task_id, Rank.TERMINAL)
+        assert [written.ended(t) for t in "abc"] == [False, True, True]
+
+    def test_ids_that_left_the_queue_are_taken_once_and_a_sent_one_never_left(self, monkeypatch):
+        monkeypatch.setattr(written_ids, "LEFT_QUEUE_BATCH", 2)
+        written = WrittenIds()
+        written.note("sent", Rank.SENT)
+        for task_id, rank in (("a", Rank.RECEIVED), ("b", Rank.RUNNING), ("c", Rank.TERMINAL)):
+            written.note(task_id, rank)
+        assert written.take_left_queue() == {"a", "b"}  # "c" is past the batch: readers drop it lazily
+        assert written.take_left_queue() == set()

@@ -1,0 +1,62 @@
+"""Which states this process wrote for which task ids: what lets the writer use plain commands.
+
+The record writer (``writer.py``) notes every state it writes, and a task's thread notes the
+end it wrote with its result (``running.RecordEnd``). The writer then asks: did this process
+write the task's end already (a second end is a duplicate, for the write script, which keeps
+the first), did it show the task as running (its end takes the id out of "active"), and which
+ids left the queue since the last trim of the "queued" index.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from celery_ext.task_record import Rank
+
+__all__ = ["WrittenIds", "REMEMBERED_TERMINAL", "LEFT_QUEUE_BATCH"]
+
+#: How many ids of tasks this process finished it remembers: a second terminal write for one
+#: of them (a duplicate signal) goes through the write script, which keeps the first.
+REMEMBERED_TERMINAL = 10_000
+#: At most this many ids a worker took off the queue wait for the next trim to leave the
+#: "queued" index (one ZREM per trim); past it, readers drop the others lazily (``stuck.py``).
+LEFT_QUEUE_BATCH = 10_000
+
+
+class WrittenIds:
+    """The ids this process wrote states for. Safe to note from any thread."""
+
+    def __init__(self) -> None:
+        #: Ids shown as running (a RUNNING state written) and not ended yet.
+        self._running: set[str] = set()
+        #: Ids whose end was written (the newest REMEMBERED_TERMINAL), oldest first.
+        self._ended: dict[str, None] = {}
+        #: Ids received, started or ended since the last ``take_left_queue``.
+        self._left_queue: set[str] = set()
+        self._lock = threading.Lock()
+
+    def note(self, task_id: str, rank: Rank) -> None:
+        """A state of ``rank`` was written for ``task_id``."""
+        with self._lock:
+            if rank > Rank.SENT and len(self._left_queue) < LEFT_QUEUE_BATCH:
+                self._left_queue.add(task_id)
+            if rank is Rank.RUNNING:
+                if task_id not in self._ended:
+                    self._running.add(task_id)
+            elif rank is Rank.TERMINAL:
+                self._running.discard(task_id)
+                self._ended[task_id] = None
+                if len(self._ended) > REMEMBERED_TERMINAL:
+                    del self._ended[next(iter(self._ended))]
+
+    def ended(self, task_id: str) -> bool:
+        return task_id in self._ended
+
+    def shown_running(self, task_id: str) -> bool:
+        return task_id in self._running
+
+    def take_left_queue(self) -> set[str]:
+        """The ids that left the queue since the last call (forgotten here)."""
+        with self._lock:
+            left, self._left_queue = self._left_queue, set()
+        return left
