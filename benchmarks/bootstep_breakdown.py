@@ -83,7 +83,7 @@ def replay(tasks: int) -> dict[str, float]:
     return {phase: spent[phase] / tasks * 1e6 for phase in PHASES}
 
 
-def transaction(tasks: int, with_record: bool) -> tuple[float, float, float]:
+def result_write(tasks: int, with_record: bool) -> tuple[float, float, float]:
     """Microseconds per task for Celery's result transaction as a redis-py pipeline, or for
     the end script that writes the result with a short task's record end (11 fields, as a
     no-op task's): wall time, this thread's CPU, Redis's CPU."""
@@ -148,7 +148,7 @@ def main() -> None:
     redis.start()
     os.environ["FILEINTEL_BENCH_REDIS_URL"] = redis.url
     runs: dict[str, list[dict[str, float]]] = {"stock": [], "install": []}
-    pipelines: dict[str, list[tuple[float, float, float]]] = {"stock": [], "install": []}
+    writes: dict[str, list[tuple[float, float, float]]] = {"stock": [], "install": []}
     try:
         for round_no in range(args.rounds):
             order = ("stock", "install") if round_no % 2 == 0 else ("install", "stock")
@@ -163,7 +163,7 @@ def main() -> None:
                     env=env, capture_output=True, text=True, check=True,
                 ).stdout
                 runs[variant].append(json.loads(out.strip().splitlines()[-1]))
-                pipelines[variant].append(transaction(args.tasks, with_record=variant == "install"))
+                writes[variant].append(result_write(args.tasks, with_record=variant == "install"))
     finally:
         redis.close()
 
@@ -181,7 +181,7 @@ def main() -> None:
           f"{totals['install'] - totals['stock']:+9.1f}")
     print(f"  {'the result write alone':36s} {'wall':>7s} {'thread CPU':>12s} {'Redis CPU':>12s}   (microseconds per task)")
     for variant, label in (("stock", "Celery's MULTI/SETEX/PUBLISH/EXEC"), ("install", "the end script, with the record")):
-        wall, cpu, redis_cpu = (median([r[n] for r in pipelines[variant]]) for n in range(3))
+        wall, cpu, redis_cpu = (median([r[n] for r in writes[variant]]) for n in range(3))
         print(f"    {label:34s} {wall:7.1f} {cpu:12.1f} {redis_cpu:12.1f}")
     print("  ('store the result' includes Celery's read of the old result, its encoding and its "
           "write; the worker's event loop, pool and broker are not in this replay)")
