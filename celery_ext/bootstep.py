@@ -24,13 +24,14 @@ from celery import Celery, bootsteps, signals, states
 from celery.app import app_or_default
 
 from celery_ext import running
+from celery_ext.end_script import MAX_RESULT_BYTES
 from celery_ext.measure import StoredResult, take_stored, wrap_redis_backend
 from celery_ext.record_writes import Deferred, RecordWrite
 from celery_ext.records import store_for
 from celery_ext.running import STARTED_WAIT, RecordEnd, Run, stored_result_fields
 from celery_ext.settings import DEFAULTS, get_settings
 from celery_ext.task_record import RecordFields, stored_text
-from celery_ext.writer import flush_all, writer_for
+from celery_ext.writer import RecordWriter, flush_all, writer_for
 
 __all__ = ["install", "FileIntelStep", "is_installed", "keep_last_progress", "bounded_traceback"]
 
@@ -137,12 +138,12 @@ def _queue_write(
     direct: bool = False,
 ) -> None:
     """Hand a record write to the writer; swallow everything (a record must never break a task)."""
-    if app is None or task_id is None or not is_installed(app):
+    if task_id is None:
         return
     try:
-        if not store_for(app).enabled:
-            return
-        writer_for(app).put(RecordWrite(task_id, state, stored_text(fields), measure_result, _now(), live, direct))
+        writer = _records_writer(app)
+        if writer is not None:
+            writer.put(RecordWrite(task_id, state, stored_text(fields), measure_result, _now(), live, direct))
     except Exception:  # pragma: no cover - defensive
         logger.exception("fileintel: could not queue a record write for task %s", task_id)
 
@@ -151,13 +152,20 @@ def _defer(app: Celery | None, item: Deferred) -> None:
     """Hand a deferred write to the writer (see ``record_writes.Deferred``). Runs on every
     task's path: keep it lean; swallow everything, like ``_queue_write``. (A task's "started"
     write is its ``Run``: ``_on_prerun`` hands it over itself.)"""
-    if app is None or not is_installed(app):
-        return
     try:
-        if store_for(app).enabled:
-            writer_for(app).defer(item)
+        writer = _records_writer(app)
+        if writer is not None:
+            writer.defer(item)
     except Exception:  # pragma: no cover - defensive
         logger.exception("fileintel: could not defer a record write")
+
+
+def _records_writer(app: Celery | None) -> RecordWriter | None:
+    """This process's record writer for ``app``, or None when ``app`` keeps no records (not
+    installed, or records turned off). May raise: each caller logs in its own words."""
+    if app is None or not is_installed(app) or not store_for(app).enabled:
+        return None
+    return writer_for(app)
 
 
 def _result_expires_s(app: Celery | None) -> int | None:
@@ -308,13 +316,10 @@ def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
 def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
     if task_id is None or task is None:
         return
-    app = _task_app(task)
-    if app is None or not is_installed(app):
-        return
     try:
-        if not store_for(app).enabled:
+        writer = _records_writer(_task_app(task))
+        if writer is None:
             return
-        writer = writer_for(app)
         request = task.request
         fields: RecordFields = {
             "started_at": _now(),
@@ -332,7 +337,10 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
 def _end_riding_along(backend: Any, key: bytes, stored: StoredResult) -> RecordEnd | None:
     """The record end to add to Celery's write of ``key``: for a task running in this thread
     (Celery storing its return value), when its records live beside its results (same Redis,
-    same backend)."""
+    same backend). A big result is left to Celery (see ``MAX_RESULT_BYTES``): its end follows
+    through the writer."""
+    if stored.nbytes > MAX_RESULT_BYTES:
+        return None
     prefix = getattr(backend, "task_keyprefix", None)
     if not prefix or not key.startswith(prefix):
         return None

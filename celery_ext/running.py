@@ -20,7 +20,7 @@ from typing import Any
 
 from celery import states
 
-from celery_ext.end_script import MAX_RESULT_BYTES, run_end_script
+from celery_ext.end_script import run_end_script
 from celery_ext.liveness import current_incarnation
 from celery_ext.measure import StoredResult
 from celery_ext.record_writes import RecordWrite
@@ -159,7 +159,7 @@ class RecordEnd:
         self.leaves_active = run.claim_end()
 
     def ride(self, client: Any, key: Any, value: Any, expires: int | None) -> bool | None:
-        if self.stored.nbytes > MAX_RESULT_BYTES or not isinstance(expires, (int, type(None))):
+        if not isinstance(expires, (int, type(None))):
             return None  # Celery writes it; the record follows the usual way
         args = (
             value, expires or 0, self.fields_json, self.store.record_ttl, self.task_id,

@@ -66,6 +66,7 @@ EXIT_FLUSH_TIMEOUT = 1.0
 #: most this long's worth of ids over its size.
 TRIM_INTERVAL = 5.0
 
+
 class RecordWriter:
     def __init__(self, app: Celery) -> None:
         self.app = app

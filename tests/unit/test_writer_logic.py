@@ -5,6 +5,7 @@ proves the same against a real Redis and a real worker.)"""
 from __future__ import annotations
 
 import json
+import threading
 import types
 import uuid
 import weakref
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from celery_ext import end_script, measure, written_ids
+from celery_ext import end_script, measure, running, written_ids
 from celery_ext.bootstep import Receipt
 from celery_ext.liveness import INCARNATION_ENV
 from celery_ext.record_writes import DeferredLane, RecordWrite, coalesce
@@ -289,9 +290,20 @@ def test_the_end_rides_in_one_script_call_with_the_result_and_leaves_active_only
 
 
 def test_a_big_result_does_not_ride_celery_writes_it(writer):
-    end = _record_end(writer, nbytes=end_script.MAX_RESULT_BYTES + 1)
-    client = RecordingClient()
-    assert end.ride(client, b"celery-task-meta-abc", "value", 3600) is None and client.calls == []
+    from celery_ext.bootstep import _end_riding_along
+
+    backend = writer.app.backend
+    key = backend.get_key_for_task("abc")
+    run = Run("abc", types.SimpleNamespace(request=types.SimpleNamespace()), writer, threading.get_ident(), 0.0, {}, due=1.0)
+    running.start("abc", run)
+    try:
+        big = measure.StoredResult(key, "SUCCESS", end_script.MAX_RESULT_BYTES + 1, None)
+        assert _end_riding_along(backend, key, big) is None
+        assert not run.ended  # its end is still the writer's to make
+        at_limit = measure.StoredResult(key, "SUCCESS", end_script.MAX_RESULT_BYTES, None)
+        assert isinstance(_end_riding_along(backend, key, at_limit), RecordEnd)
+    finally:
+        running.take("abc")
 
 
 def test_the_script_is_loaded_once_when_the_server_lacks_it(writer):
