@@ -11,7 +11,8 @@ variants alternate, and the figures are medians of the rounds, in microseconds p
 
 Also timed: Celery's result transaction alone (``MULTI``, ``SETEX``, ``PUBLISH``, ``EXEC``, a
 redis-py pipeline) and the script that writes the result with a short task's record end
-(``end_script.py``): wall time, the calling thread's CPU, and Redis's CPU, per task.
+(``end_script.py``): wall time, the calling thread's CPU, and Redis's CPU, per task; and the
+script built up part by part (``SCRIPT_STEPS``): what each part costs Redis.
 
     .venv/bin/python benchmarks/bootstep_breakdown.py [--rounds 5] [--tasks 3000]
 
@@ -83,6 +84,16 @@ def replay(tasks: int) -> dict[str, float]:
     return {phase: spent[phase] / tasks * 1e6 for phase in PHASES}
 
 
+def no_op_end_fields(now: float) -> bytes:
+    """The end script's fields argument for a no-op task's record (11 fields)."""
+    return json.dumps({
+        "started_at": repr(now), "name": "bench_app.noop", "worker": "celery@bench", "retries": "0",
+        "completed_at": repr(now), "runtime_s": "0.000123",
+        "result_expires_s": "86400", "result_bytes": "160", "result_expires_ts": repr(now + 86400),
+        "state": "SUCCESS", "rank": "3",
+    }).encode()
+
+
 def result_write(tasks: int, with_record: bool) -> tuple[float, float, float]:
     """Microseconds per task for Celery's result transaction as a redis-py pipeline, or for
     the end script that writes the result with a short task's record end (11 fields, as a
@@ -93,12 +104,7 @@ def result_write(tasks: int, with_record: bool) -> tuple[float, float, float]:
 
     client = redis.Redis.from_url(os.environ["FILEINTEL_BENCH_REDIS_URL"])
     now = time.time()
-    fields = json.dumps({
-        "started_at": repr(now), "name": "bench_app.noop", "worker": "celery@bench", "retries": "0",
-        "completed_at": repr(now), "runtime_s": "0.000123",
-        "result_expires_s": "86400", "result_bytes": "160", "result_expires_ts": repr(now + 86400),
-        "state": "SUCCESS", "rank": "3",
-    }).encode()
+    fields = no_op_end_fields(now)
 
     def redis_cpu() -> float:
         info = client.info("cpu")
@@ -121,6 +127,50 @@ def result_write(tasks: int, with_record: bool) -> tuple[float, float, float]:
     redis_spent = redis_cpu() - redis_before
     client.close()
     return wall / tasks * 1e6, cpu / tasks * 1e6, redis_spent / tasks * 1e6
+
+
+#: The end script built up part by part, each step adding to the last: what each part costs
+#: Redis (``script_parts``). The last step is the script itself.
+SCRIPT_STEPS = (
+    ("SET + PUBLISH, in a script", "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
+     "redis.call('PUBLISH', KEYS[1], ARGV[1]) return 1"),
+    ("+ decode the fields (cjson)", "local fields = cjson.decode(ARGV[3]) "
+     "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) redis.call('PUBLISH', KEYS[1], ARGV[1]) return 1"),
+    ("+ HSET the record", "local fields = cjson.decode(ARGV[3]) "
+     "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) redis.call('PUBLISH', KEYS[1], ARGV[1]) "
+     "local flat = {} for k, v in pairs(fields) do flat[#flat + 1] = k flat[#flat + 1] = v end "
+     "redis.pcall('HSET', KEYS[2], unpack(flat)) return 1"),
+    ("+ EXPIRE it", "local fields = cjson.decode(ARGV[3]) "
+     "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) redis.call('PUBLISH', KEYS[1], ARGV[1]) "
+     "local flat = {} for k, v in pairs(fields) do flat[#flat + 1] = k flat[#flat + 1] = v end "
+     "redis.pcall('HSET', KEYS[2], unpack(flat)) redis.pcall('EXPIRE', KEYS[2], ARGV[4]) return 1"),
+    ("+ ZADD finished (the end script)", None),
+)
+
+
+def script_parts(tasks: int) -> list[float]:
+    """Redis's CPU per call, in microseconds, for each of ``SCRIPT_STEPS`` (same keys and
+    arguments as ``result_write``'s), one round trip per call."""
+    import redis
+
+    from celery_ext.end_script import END_SCRIPT
+
+    client = redis.Redis.from_url(os.environ["FILEINTEL_BENCH_REDIS_URL"])
+    fields = no_op_end_fields(time.time())
+    costs = []
+    for _, script in SCRIPT_STEPS:
+        sha = client.script_load(script or END_SCRIPT)
+        before = client.info("cpu")
+        for _ in range(tasks):
+            task_id = str(uuid.uuid4())
+            client.evalsha(sha, 4, f"celery-task-meta-{task_id}", f"fileintel-record-{task_id}", "fileintel-finished",
+                           "fileintel-active", json.dumps({"status": "SUCCESS", "result": None, "task_id": task_id}),
+                           86400, fields, 604800, task_id, repr(time.time()), "0")
+        after = client.info("cpu")
+        spent = sum(after[k] - before[k] for k in ("used_cpu_user", "used_cpu_sys"))
+        costs.append(spent / tasks * 1e6)
+    client.close()
+    return costs
 
 
 def child(tasks: int) -> None:
@@ -149,6 +199,7 @@ def main() -> None:
     os.environ["FILEINTEL_BENCH_REDIS_URL"] = redis.url
     runs: dict[str, list[dict[str, float]]] = {"stock": [], "install": []}
     writes: dict[str, list[tuple[float, float, float]]] = {"stock": [], "install": []}
+    parts: list[list[float]] = []
     try:
         for round_no in range(args.rounds):
             order = ("stock", "install") if round_no % 2 == 0 else ("install", "stock")
@@ -164,6 +215,7 @@ def main() -> None:
                 ).stdout
                 runs[variant].append(json.loads(out.strip().splitlines()[-1]))
                 writes[variant].append(result_write(args.tasks, with_record=variant == "install"))
+            parts.append(script_parts(args.tasks))
     finally:
         redis.close()
 
@@ -183,6 +235,9 @@ def main() -> None:
     for variant, label in (("stock", "Celery's MULTI/SETEX/PUBLISH/EXEC"), ("install", "the end script, with the record")):
         wall, cpu, redis_cpu = (median([r[n] for r in writes[variant]]) for n in range(3))
         print(f"    {label:34s} {wall:7.1f} {cpu:12.1f} {redis_cpu:12.1f}")
+    print(f"  {'Redis CPU of the end script, part by part':36s} {'':>7s} {'':>12s} {'Redis CPU':>12s}")
+    for step, (label, _) in enumerate(SCRIPT_STEPS):
+        print(f"    {label:34s} {'':>7s} {'':>12s} {median([r[step] for r in parts]):12.1f}")
     print("  ('store the result' includes Celery's read of the old result, its encoding and its "
           "write; the worker's event loop, pool and broker are not in this replay)")
 

@@ -1,9 +1,11 @@
 """Worker throughput with and without ``celery_ext.install(app)``.
 
 2,000 no-op tasks through a real worker subprocess (threads pool, concurrency 4, then
-prefork, concurrency 2), with and without the bootstep, alternated round by round in one run;
-prints for each pool the median tasks/s of each and their ratio, the worker's CPU per task
-and the Redis commands per task. Targets: ratio >= 0.95, commands <= stock + 3.
+prefork, concurrency 2), with and without the bootstep, alternated round by round in one run.
+Prints for each pool the median tasks/s of each, the median of the rounds' paired ratios (a
+round's two runs are back to back: their ratio is free of the drift between rounds), CPU per
+task of the worker (main process and pool processes apart) and of Redis, and the Redis
+commands per task. Targets: paired ratio >= 0.95, commands <= stock + 3.
 
 The producer is stock (no install()), as in most deployments' hot path; a producer with
 install() adds its "sent" write (benchmarks/read_after_send.py measures that).
@@ -14,8 +16,11 @@ install() adds its "sent" write (benchmarks/read_after_send.py measures that).
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 
 import psutil
 
@@ -36,10 +41,12 @@ POOLS = {"threads": 4, "prefork": 2}
 def one_round(redis: RedisServer, pool: str, installed: bool, tasks: int, costs: dict[str, list[float]]) -> float:
     """Tasks per second the worker completed: from its first to its last ``date_done``.
 
-    All tasks are sent first, as fast as the producer can, so the worker is never starved;
-    completion is polled gently (every 100 ms) so the poll does not load Redis.
+    All tasks are sent while the worker is stopped (SIGSTOP), so it starts on a full queue:
+    never starved, and never sharing the CPU with the producer. Completion is polled gently
+    (every 100 ms) so the poll does not load Redis.
 
-    Also appends to ``costs``: the worker's CPU time per task (steadier than throughput on a
+    Also appends to ``costs`` (a ``stock_`` prefix without install): CPU time per task of the
+    worker's main process, of its pool processes and of Redis (steadier than throughput on a
     shared machine), Redis commands per task, and (with install) bytes per record."""
     env = {"FILEINTEL_BENCH_REDIS_URL": redis.url, "FILEINTEL_BENCH_INSTALL": "1" if installed else "0",
            "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.abspath(__file__)), str(REPO_ROOT)])}
@@ -47,23 +54,26 @@ def one_round(redis: RedisServer, pool: str, installed: bool, tasks: int, costs:
     client.flushdb()
     from bench_app import app, noop
 
+    prefix = "" if installed else "stock_"
     with _worker(pool, env) as worker:
         ids = []
-        cpu = psutil.Process(worker.pid)
-        cpu_before = _tree_cpu(cpu)
+        main = psutil.Process(worker.pid)
+        pool_processes = main.children(recursive=True)
         commands_before = redis_commands(client)
-        with app.producer_or_acquire() as producer:
-            for _ in range(tasks):
-                ids.append(noop.apply_async(producer=producer).id)
+        with _paused([main, *pool_processes]):
+            with app.producer_or_acquire() as producer:
+                for _ in range(tasks):
+                    ids.append(noop.apply_async(producer=producer).id)
+            before = (_cpu([main]), _cpu(pool_processes), _redis_cpu(client))
         keys = [f"celery-task-meta-{i}" for i in ids]
         while client.exists(*keys) < tasks:
             time.sleep(0.1)
         elapsed = _completion_span(app, client, keys)
         time.sleep(0.5)  # let the last record writes land before counting
-        costs["cpu" if installed else "stock_cpu"].append((_tree_cpu(cpu) - cpu_before) / tasks)
-        costs["commands" if installed else "stock_commands"].append(
-            (redis_commands(client) - commands_before) / tasks
-        )
+        after = (_cpu([main]), _cpu(pool_processes), _redis_cpu(client))
+        for name, a, b in zip(("main_cpu", "pool_cpu", "redis_cpu"), before, after):
+            costs[prefix + name].append((b - a) / tasks)
+        costs[prefix + "commands"].append((redis_commands(client) - commands_before) / tasks)
     if installed:
         sample = ids[:: max(1, tasks // 50)]
         sizes = [client.memory_usage(f"fileintel-record-{i}") or 0 for i in sample]
@@ -84,15 +94,33 @@ def _completion_span(app, client, keys: list[str]) -> float:
     return (max(done) - min(done)).total_seconds()
 
 
-def _tree_cpu(process: psutil.Process) -> float:
-    """CPU seconds of the worker and its pool processes (user + system)."""
+def _cpu(processes: list[psutil.Process]) -> float:
+    """CPU seconds (user + system) of ``processes``. (The threads pool has none but the main
+    process; prefork's pool processes live as long as the worker: no max-tasks-per-child.)"""
     total = 0.0
-    for p in [process, *process.children(recursive=True)]:
+    for p in processes:
         try:
             total += sum(p.cpu_times()[:2])
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+def _redis_cpu(client) -> float:
+    cpu = client.info("cpu")
+    return cpu["used_cpu_user"] + cpu["used_cpu_sys"]
+
+
+@contextlib.contextmanager
+def _paused(processes: list[psutil.Process]) -> Iterator[None]:
+    """Stop ``processes`` (SIGSTOP) for the block, and let them go on."""
+    for p in processes:
+        p.suspend()
+    try:
+        yield
+    finally:
+        for p in processes:
+            p.resume()
 
 
 def _worker(pool: str, env: dict[str, str]):
@@ -116,9 +144,7 @@ def main() -> None:
         for pool in args.pools.split(","):
             without: list[float] = []
             with_: list[float] = []
-            costs: dict[str, list[float]] = {
-                "commands": [], "stock_commands": [], "record_bytes": [], "cpu": [], "stock_cpu": []
-            }
+            costs: dict[str, list[float]] = collections.defaultdict(list)
             for r in range(args.rounds):
                 # Alternate which goes first, so drift on a shared machine hits both alike.
                 order = [False, True] if r % 2 == 0 else [True, False]
@@ -135,11 +161,19 @@ def main() -> None:
     print(f"  {'':<30} {'stock Celery':>14} {'with install':>14} {'':>10}")
     for pool, (without, with_, costs) in results.items():
         a, b = median(without), median(with_)
-        cpu_a, cpu_b = median(costs["stock_cpu"]), median(costs["cpu"])
-        cmd_a, cmd_b = median(costs["stock_commands"]), median(costs["commands"])
+        # A round's pair ran back to back: its ratio is free of the drift between rounds.
+        paired = median([w / s for w, s in zip(with_, without)])
         print(f"  {pool} x{POOLS[pool]}")
-        print(f"    {'tasks/s':<28} {a:14.0f} {b:14.0f}   ratio {b / a:.3f} (target >= 0.95)")
-        print(f"    {'worker CPU per task (us)':<28} {cpu_a * 1e6:14.0f} {cpu_b * 1e6:14.0f}   +{(cpu_b / cpu_a - 1) * 100:.1f} %")
+        print(f"    {'tasks/s':<28} {a:14.0f} {b:14.0f}   ratio of medians {b / a:.3f}")
+        print(f"    {'paired ratio (median)':<28} {'':>14} {paired:14.3f}   target >= 0.95")
+        cpu = {name: (median(costs["stock_" + name]), median(costs[name])) for name in ("main_cpu", "pool_cpu", "redis_cpu")}
+        rows = [("worker", cpu["main_cpu"])] if pool == "threads" else [
+            ("worker main process", cpu["main_cpu"]), ("pool processes", cpu["pool_cpu"])
+        ]
+        print("    CPU per task (us)")
+        for label, (cpu_a, cpu_b) in [*rows, ("Redis", cpu["redis_cpu"])]:
+            print(f"      {label:<26} {cpu_a * 1e6:14.0f} {cpu_b * 1e6:14.0f}   {(cpu_b / cpu_a - 1) * 100:+.1f} %")
+        cmd_a, cmd_b = median(costs["stock_commands"]), median(costs["commands"])
         print(f"    {'Redis commands per task':<28} {cmd_a:14.1f} {cmd_b:14.1f}   +{cmd_b - cmd_a:.1f} (target <= +3; Lua-internal included)")
         print(f"    {'memory per task record':<28} {'':>14} {median(costs['record_bytes']):14.0f}   bytes (MEMORY USAGE)")
 

