@@ -153,7 +153,7 @@ def check_flower(version: str | None) -> Finding:
 
 def run_checks(app: Celery, clock: Callable[[], float] = time.time) -> list[Finding]:
     """Read the deployment and run every check. Redis unreachable: one ``unavailable``."""
-    from celery_ext.bootstep import is_installed
+    from celery_ext.installed import is_installed
     from celery_ext.records import backend_errors, store_for
     from celery_ext.settings import result_expires_seconds
 

@@ -56,7 +56,7 @@ def report_progress(
     Call it from inside a bound task (``@app.task(bind=True)``) as
     ``report_progress(self, 3, 10, "resizing images")``.
     """
-    from celery_ext.bootstep import keep_last_progress
+    from celery_ext.receivers import keep_last_progress
 
     meta = progress_meta(current, total, message)
     task.update_state(state=PROGRESS_STATE, meta=meta)

@@ -1,13 +1,13 @@
 """The tasks running in this process, from ``task_prerun`` to their end, and the record end
 a successful one writes together with its result.
 
-``bootstep.py``'s receivers register a ``Run`` as a task starts and take it back as it ends:
+The receivers (``receivers.py``) register a ``Run`` as a task starts and take it back as it ends:
 its runtime, and its "started" fields, which its end carries too. A ``Run`` is also its own
 deferred "started" write (``record_writes.Deferred``): made only for a task still running
 after ``STARTED_WAIT``, or once it reports progress; most tasks never have one. A successful
 task's end rides along with Celery's own write of its result: ``RecordEnd`` is the
 ``measure.Rider`` that writes both in one script (``end_script.py``), one command and no
-hand-off to the writer thread (``bootstep._end_riding_along`` decides when).
+hand-off to the writer thread (``receivers.end_riding_along`` decides when).
 """
 
 from __future__ import annotations

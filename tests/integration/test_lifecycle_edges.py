@@ -120,7 +120,7 @@ def test_a_failure_keeps_its_traceback_after_its_result_expired(app, worker, red
 
 
 def test_a_huge_traceback_is_kept_as_head_and_tail():
-    from celery_ext.bootstep import bounded_traceback
+    from celery_ext.receivers import bounded_traceback
 
     text = "Traceback (most recent call last):\n" + "".join(f"  frame {i}\n" for i in range(5000)) + "ValueError: x"
     kept = bounded_traceback(text, 4096)

@@ -15,8 +15,8 @@ import pytest
 from celery import Celery
 
 from celery_ext import end_script, measure, running, written_ids
-from celery_ext.bootstep import Receipt
 from celery_ext.liveness import INCARNATION_ENV
+from celery_ext.receivers import Receipt
 from celery_ext.record_writes import DeferredLane, RecordWrite, coalesce
 from celery_ext.records import store_for
 from celery_ext.running import RecordEnd, Run
@@ -290,7 +290,7 @@ def test_the_end_rides_in_one_script_call_with_the_result_and_leaves_active_only
 
 
 def test_a_big_result_does_not_ride_celery_writes_it(writer):
-    from celery_ext.bootstep import _end_riding_along
+    from celery_ext.receivers import end_riding_along
 
     backend = writer.app.backend
     key = backend.get_key_for_task("abc")
@@ -298,10 +298,10 @@ def test_a_big_result_does_not_ride_celery_writes_it(writer):
     running.start("abc", run)
     try:
         big = measure.StoredResult(key, "SUCCESS", end_script.MAX_RESULT_BYTES + 1, None)
-        assert _end_riding_along(backend, key, big) is None
+        assert end_riding_along(backend, key, big) is None
         assert not run.ended  # its end is still the writer's to make
         at_limit = measure.StoredResult(key, "SUCCESS", end_script.MAX_RESULT_BYTES, None)
-        assert isinstance(_end_riding_along(backend, key, at_limit), RecordEnd)
+        assert isinstance(end_riding_along(backend, key, at_limit), RecordEnd)
     finally:
         running.take("abc")
 
@@ -341,7 +341,7 @@ class TestMeasure:
         assert measure.take_stored("abc", "SUCCESS") is None
 
     def test_the_record_keeps_the_ttl_this_result_got_not_the_apps_setting(self):
-        from celery_ext.bootstep import _stored_result_fields
+        from celery_ext.receivers import _stored_result_fields
 
         measure._note.stored = measure.StoredResult(b"celery-task-meta-abc", "SUCCESS", 10, 100.0, 120)
         fields, direct = _stored_result_fields("abc", "SUCCESS", ran_here=True)
@@ -349,7 +349,7 @@ class TestMeasure:
         assert direct is True
 
     def test_a_result_without_ttl_leaves_the_apps_setting_in_the_record(self):
-        from celery_ext.bootstep import _stored_result_fields
+        from celery_ext.receivers import _stored_result_fields
 
         measure._note.stored = measure.StoredResult(b"celery-task-meta-abc", "SUCCESS", 10, None)
         fields, _ = _stored_result_fields("abc", "SUCCESS", ran_here=False)
