@@ -131,19 +131,20 @@ def result_write(tasks: int, with_record: bool) -> tuple[float, float, float]:
 
 #: The end script built up part by part, each step adding to the last: what each part costs
 #: Redis (``script_parts``). The last step is the script itself.
-SCRIPT_STEPS = (
-    ("SET + PUBLISH, in a script", "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
-     "redis.call('PUBLISH', KEYS[1], ARGV[1]) return 1"),
-    ("+ decode the fields (cjson)", "local fields = cjson.decode(ARGV[3]) "
-     "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) redis.call('PUBLISH', KEYS[1], ARGV[1]) return 1"),
-    ("+ HSET the record", "local fields = cjson.decode(ARGV[3]) "
-     "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) redis.call('PUBLISH', KEYS[1], ARGV[1]) "
+#: The end script built up part by part: step k runs parts 1..k; the last step is the end
+#: script itself (``END_SCRIPT``: the same parts, and "finished" and "active").
+SCRIPT_PARTS = (
+    ("SET + PUBLISH, in a script",
+     "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) redis.call('PUBLISH', KEYS[1], ARGV[1])"),
+    ("+ decode the fields (cjson)", "local fields = cjson.decode(ARGV[3])"),
+    ("+ HSET the record",
      "local flat = {} for k, v in pairs(fields) do flat[#flat + 1] = k flat[#flat + 1] = v end "
-     "redis.pcall('HSET', KEYS[2], unpack(flat)) return 1"),
-    ("+ EXPIRE it", "local fields = cjson.decode(ARGV[3]) "
-     "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) redis.call('PUBLISH', KEYS[1], ARGV[1]) "
-     "local flat = {} for k, v in pairs(fields) do flat[#flat + 1] = k flat[#flat + 1] = v end "
-     "redis.pcall('HSET', KEYS[2], unpack(flat)) redis.pcall('EXPIRE', KEYS[2], ARGV[4]) return 1"),
+     "redis.pcall('HSET', KEYS[2], unpack(flat))"),
+    ("+ EXPIRE it", "redis.pcall('EXPIRE', KEYS[2], ARGV[4])"),
+)
+SCRIPT_STEPS: tuple[tuple[str, str | None], ...] = (
+    *((label, " ".join(lua for _, lua in SCRIPT_PARTS[: k + 1]) + " return 1")
+      for k, (label, _) in enumerate(SCRIPT_PARTS)),
     ("+ ZADD finished (the end script)", None),
 )
 
