@@ -17,10 +17,19 @@ with Celery's key, value and TTL, together with its own commands, in one call
 (``end_script.py``): one command and no round trip of its own. A rider that cannot (a big
 result, scripts refused) leaves the write to Celery's own ``_set``, unchanged, from Celery 5.3
 to 5.7; an error of Celery's write fails the store as it would without a rider.
+
+Before it stores a result, Celery reads the one stored before and keeps a success (a task run
+twice after a lost acknowledgement). For a success whose stored result the end script can
+read (JSON, uncompressed), that read is put off to the write (``_store_result`` and
+``_get_task_meta_for`` are wrapped for it): a rider's script makes the check itself, and
+without one (or when it cannot ride) Celery's own read runs right before the write. Either
+way the check is made once, before anything is written, as Celery makes it; a riding success
+saves the round trip.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import threading
 import time
@@ -29,7 +38,7 @@ from typing import Any, NamedTuple, Protocol
 
 from celery import states
 
-__all__ = ["StoredResult", "Rider", "wrap_redis_backend", "take_stored", "stored_ttl_s"]
+__all__ = ["StoredResult", "Rode", "Rider", "wrap_redis_backend", "take_stored", "stored_ttl_s"]
 
 
 class StoredResult(NamedTuple):
@@ -45,14 +54,23 @@ class StoredResult(NamedTuple):
     ttl_s: int | None = None
 
 
+class Rode(enum.IntEnum):
+    """What a ride wrote."""
+
+    RESULT_ONLY = 0  # the result; the rider's own commands failed
+    BOTH = 1
+    #: Nothing: a success was stored before, and is kept (the check Celery makes, see above).
+    KEPT_STORED_SUCCESS = 2
+
+
 class Rider(Protocol):
     """Commands that ride along with Celery's write of one result (see the module's text)."""
 
-    def ride(self, client: Any, key: Any, value: Any, expires: int | None) -> bool | None:
+    def ride(self, client: Any, key: Any, value: Any, expires: int | None, keep_success: bool) -> Rode | None:
         """Write the result as Celery would (``SET`` with TTL ``expires``, ``PUBLISH`` to
-        ``key``) together with the rider's own commands: True if both went through, False if
-        only the result did; None if it cannot (it wrote nothing: Celery writes the result).
-        Raises what Celery's own write would."""
+        ``key``) together with the rider's own commands, unless ``keep_success`` and a
+        success is stored at ``key``; None if it cannot (it wrote nothing: Celery writes the
+        result). Raises what Celery's own write would."""
 
     def landed(self) -> None:
         """Celery's write and the rider's commands went through (not called when a rider's
@@ -104,6 +122,29 @@ def wrap_redis_backend(rider_for: RiderFor | None = None) -> None:
     if getattr(original, "_fileintel_measures", False):
         return
     original_set = RedisBackend._set
+    original_store = RedisBackend._store_result
+    original_read = RedisBackend._get_task_meta_for
+
+    def kept_success(backend: Any, task_id: Any) -> bool:
+        """Celery's check before a store, made now: True if a success is stored (and kept)."""
+        return bool(original_read(backend, task_id)["status"] == states.SUCCESS)
+
+    @functools.wraps(original_store)
+    def _store_result(self: Any, task_id: Any, result: Any, state: str, *args: Any, **kwargs: Any) -> Any:
+        if state == states.SUCCESS and _rider_for is not None and _script_reads_results(self):
+            _note.read_later = task_id
+        try:
+            return original_store(self, task_id, result, state, *args, **kwargs)
+        finally:
+            _note.read_later = _note.check_owed = None
+
+    @functools.wraps(original_read)
+    def _get_task_meta_for(self: Any, task_id: Any) -> Any:
+        if task_id is not None and task_id == getattr(_note, "read_later", None):
+            # Celery's read before it stores a success: put off to the write (module's text).
+            _note.read_later, _note.check_owed = None, task_id
+            return {"status": states.PENDING, "result": None}
+        return original_read(self, task_id)
 
     @functools.wraps(original)
     def _set_with_state(self: Any, key: Any, value: Any, state: str) -> Any:
@@ -112,13 +153,19 @@ def wrap_redis_backend(rider_for: RiderFor | None = None) -> None:
             rider = _rider_for(self, stored.key, stored) if _rider_for and state == states.SUCCESS else None
         except Exception:  # pragma: no cover - a measurement never breaks a store
             stored, rider = None, None
-        _note.rider, _note.rider_key, _note.rode = rider, stored.key if stored else None, False
+        owed = getattr(_note, "check_owed", None)
+        if owed is not None and rider is None:
+            _note.check_owed = None
+            if kept_success(self, owed):
+                _note.stored = None
+                return None
+        _note.rider, _note.rider_key, _note.rode = rider, stored.key if stored else None, None
         try:
             result = original(self, key, value, state)
         finally:
             _note.rider = None
-        _note.stored = stored
-        if rider is not None and _note.rode:
+        _note.stored = None if _note.rode is Rode.KEPT_STORED_SUCCESS else stored
+        if rider is not None and _note.rode is Rode.BOTH:
             rider.landed()
         return result
 
@@ -127,17 +174,28 @@ def wrap_redis_backend(rider_for: RiderFor | None = None) -> None:
         rider: Rider | None = getattr(_note, "rider", None)
         if rider is None or _raw_key(key) != _note.rider_key:
             return original_set(self, key, value, *args)
+        owed = getattr(_note, "check_owed", None)
         # Celery's _set (5.3: no ``expires`` argument; 5.7: ``expires``, None for its own).
         expires = args[0] if args and args[0] is not None else self.expires
-        rode = rider.ride(self.client, key, value, expires or None)
+        rode = rider.ride(self.client, key, value, expires or None, keep_success=owed is not None)
         if rode is None:
-            return original_set(self, key, value, *args)
+            if owed is None or not kept_success(self, owed):
+                return original_set(self, key, value, *args)
+            rode = Rode.KEPT_STORED_SUCCESS
         _note.rode = rode
         return None
 
     setattr(_set_with_state, "_fileintel_measures", True)
+    setattr(RedisBackend, "_store_result", _store_result)
+    setattr(RedisBackend, "_get_task_meta_for", _get_task_meta_for)
     setattr(RedisBackend, "_set_with_state", _set_with_state)
     setattr(RedisBackend, "_set", _set)
+
+
+def _script_reads_results(backend: Any) -> bool:
+    """Whether the end script can read a stored result's status: JSON, uncompressed
+    (``compression`` is Celery 5.7's ``result_compression``)."""
+    return getattr(backend, "serializer", None) == "json" and not getattr(backend, "compression", None)
 
 
 def _raw_key(key: Any) -> bytes:

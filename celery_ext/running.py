@@ -22,7 +22,7 @@ from celery import states
 
 from celery_ext.end_script import run_end_script
 from celery_ext.liveness import current_incarnation
-from celery_ext.measure import StoredResult
+from celery_ext.measure import Rode, StoredResult
 from celery_ext.record_writes import RecordWrite
 from celery_ext.records import RecordStore
 from celery_ext.task_record import Rank, RecordFields, stored_text
@@ -163,12 +163,12 @@ class RecordEnd:
         self.completed_at = completed_at
         self.leaves_active = run.claim_end()
 
-    def ride(self, client: Any, key: Any, value: Any, expires: int | None) -> bool | None:
+    def ride(self, client: Any, key: Any, value: Any, expires: int | None, keep_success: bool) -> Rode | None:
         if not isinstance(expires, (int, type(None))):
             return None  # Celery writes it; the record follows the usual way
         args = (
             value, expires or 0, self.fields_json, self.store.record_ttl, self.task_id,
-            repr(self.completed_at), "1" if self.leaves_active else "0",
+            repr(self.completed_at), "1" if self.leaves_active else "0", "1" if keep_success else "0",
         )
         return run_end_script(client, (key, *self.keys), args)
 

@@ -11,7 +11,7 @@ import pytest
 from celery import Celery, current_app
 
 import celery_ext
-from celery_ext import end_script
+from celery_ext import end_script, measure
 from celery_ext.record_writes import RecordWrite
 from celery_ext.records import store_for
 from celery_ext.task_record import TaskRecord
@@ -223,7 +223,7 @@ def test_a_redis_user_refused_scripts_writes_nothing_and_leaves_results_to_celer
         task_id = str(uuid.uuid4())
         store = store_for(app)
         keys = (store.meta_key(task_id), store.record_key(task_id), store.finished_key, store.active_key)
-        args = ("value", 60, '{"state": "SUCCESS"}', 60, task_id, "1.0", "0")
+        args = ("value", 60, '{"state": "SUCCESS"}', 60, task_id, "1.0", "0", "1")
         assert end_script.run_end_script(limited, keys, args) is None
         assert admin.exists(store.meta_key(task_id), store.record_key(task_id)) == 0
         assert end_script._refused_until > time.monotonic() + end_script.REFUSED_RETRY_S / 2
@@ -238,10 +238,55 @@ def test_the_script_keeps_the_result_when_the_record_cannot_take_the_end(app):
     task_id = str(uuid.uuid4())
     client.set(store.record_key(task_id), "not a hash")
     keys = (store.meta_key(task_id), store.record_key(task_id), store.finished_key, store.active_key)
-    args = ("value", 60, '{"state": "SUCCESS"}', 60, task_id, "1.0", "0")
-    assert end_script.run_end_script(client, keys, args) is False
+    args = ("value", 60, '{"state": "SUCCESS"}', 60, task_id, "1.0", "0", "1")
+    assert end_script.run_end_script(client, keys, args) is measure.Rode.RESULT_ONLY
     assert client.get(store.meta_key(task_id)) == b"value" and 0 < client.ttl(store.meta_key(task_id)) <= 60
     assert client.get(store.record_key(task_id)) == b"not a hash"
+
+
+@pytest.mark.parametrize(
+    ("stored", "kept"),
+    [(b'{"status": "SUCCESS", "result": 1}', True), (b'{"status": "STARTED", "result": null}', False),
+     (b"\x80\x04not json", False), (None, False)],
+    ids=["a success", "started", "not JSON", "nothing"],
+)
+def test_the_script_keeps_a_stored_success_as_celery_does_and_writes_nothing(app, stored, kept):
+    """The check Celery makes before it stores a success, made by the script (``measure.py``
+    hands it over): a stored success stays, and so does everything else the script would write."""
+    store = store_for(app)
+    client = store.client()
+    task_id = str(uuid.uuid4())
+    if stored is not None:
+        client.set(store.meta_key(task_id), stored)
+    keys = (store.meta_key(task_id), store.record_key(task_id), store.finished_key, store.active_key)
+    args = ("second", 60, '{"state": "SUCCESS"}', 60, task_id, "1.0", "0", "1")
+    assert end_script.run_end_script(client, keys, args) is (
+        measure.Rode.KEPT_STORED_SUCCESS if kept else measure.Rode.BOTH
+    )
+    assert client.get(store.meta_key(task_id)) == (stored if kept else b"second")
+    assert client.exists(store.record_key(task_id)) == (0 if kept else 1)
+    assert (client.zscore(store.finished_key, task_id) is None) == kept
+
+
+def test_a_task_run_again_keeps_its_first_success_and_its_record_says_what_is_stored(app, worker):
+    """A task delivered twice (a lost acknowledgement): Celery keeps the first success, with
+    the end's script or without it; the record's end measures the result that stayed."""
+    task_id = str(uuid.uuid4())
+    assert proj.add.apply_async((1, 1), task_id=task_id).get(timeout=30) == 2
+    store = store_for(app)
+    first = store.client().get(store.meta_key(task_id))
+    harness.wait_for(lambda: (r := read_record(app, task_id)) is not None and r.runtime_s is not None, what="the first end")
+    store.client().delete(store.record_key(task_id))  # so the second run's end is the one read back
+    proj.add.apply_async((2, 2), task_id=task_id)
+
+    def ended() -> TaskRecord | None:
+        record = read_record(app, task_id)
+        return record if record is not None and record.runtime_s is not None else None
+
+    record = harness.wait_for(ended, what="the second end")
+    assert store.client().get(store.meta_key(task_id)) == first
+    assert proj.add.AsyncResult(task_id).get(timeout=5) == 2
+    assert record.state == "SUCCESS" and record.result_bytes == len(first)
 
 
 def test_a_record_that_cannot_take_the_end_never_fails_the_tasks_result(app, worker, caplog):

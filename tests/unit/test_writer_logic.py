@@ -273,12 +273,12 @@ def test_the_end_rides_in_one_script_call_with_the_result_and_leaves_active_only
     store = store_for(writer.app)
     end = _record_end(writer, shown_running)
     client = RecordingClient()
-    assert end.ride(client, b"celery-task-meta-abc", "value", 3600) is True
+    assert end.ride(client, b"celery-task-meta-abc", "value", 3600, keep_success=True) is measure.Rode.BOTH
     [(_, sha, numkeys, *keys_and_args)] = client.calls
     assert sha == end_script.END_SCRIPT_SHA and numkeys == 4
     keys, args = keys_and_args[:4], keys_and_args[4:]
     assert keys == [b"celery-task-meta-abc", store.record_key("abc"), store.finished_key, store.active_key]
-    value, result_ttl, fields, record_ttl, task_id, at, leaves_active = args
+    value, result_ttl, fields, record_ttl, task_id, at, leaves_active, keep_success = args
     assert (value, result_ttl, record_ttl, task_id) == ("value", 3600, store.record_ttl, "abc")
     assert json.loads(fields) | {"completed_at": "x", "runtime_s": "x"} == {
         "started_at": "1.0", "completed_at": "x", "runtime_s": "x", "state": "SUCCESS", "rank": "3",
@@ -286,7 +286,7 @@ def test_the_end_rides_in_one_script_call_with_the_result_and_leaves_active_only
             {"result_expires_s": str(store.result_expires_s)} if store.result_expires_s is not None else {}
         ),
     }
-    assert float(at) == end.completed_at and leaves_active == ("1" if shown_running else "0")
+    assert float(at) == end.completed_at and leaves_active == ("1" if shown_running else "0") and keep_success == "1"
 
 
 def test_a_big_result_does_not_ride_celery_writes_it(writer):
@@ -310,7 +310,7 @@ def test_the_script_is_loaded_once_when_the_server_lacks_it(writer):
     from redis.exceptions import NoScriptError
 
     client = RecordingClient(NoScriptError("NOSCRIPT"))
-    assert _record_end(writer).ride(client, b"celery-task-meta-abc", "value", None) is True
+    assert _record_end(writer).ride(client, b"celery-task-meta-abc", "value", None, False) is measure.Rode.BOTH
     assert [c[0] for c in client.calls] == ["evalsha", "script_load", "evalsha"]
     assert client.calls[-1][8] == 0  # no TTL for the result: stored without one, as Celery does
 
@@ -320,14 +320,14 @@ def test_a_refused_script_leaves_results_to_celery_for_a_while(writer, monkeypat
 
     monkeypatch.setattr(end_script, "_refused_until", 0.0)
     client = RecordingClient(ResponseError("NOPERM this user has no permissions to run the 'evalsha' command"))
-    assert _record_end(writer).ride(client, b"celery-task-meta-abc", "value", 3600) is None
+    assert _record_end(writer).ride(client, b"celery-task-meta-abc", "value", 3600, False) is None
     assert "Celery stores results its own way" in caplog.text
-    assert _record_end(writer).ride(client, b"celery-task-meta-abc", "value", 3600) is None
+    assert _record_end(writer).ride(client, b"celery-task-meta-abc", "value", 3600, False) is None
     assert len(client.calls) == 1  # not tried again meanwhile
     monkeypatch.setattr(end_script, "_refused_until", 0.0)
     client = RecordingClient(ConnectionError("gone"))
     with pytest.raises(ConnectionError):  # Celery's own error: its retry policy takes it
-        _record_end(writer).ride(client, b"celery-task-meta-abc", "value", 3600)
+        _record_end(writer).ride(client, b"celery-task-meta-abc", "value", 3600, False)
 
 
 class TestMeasure:
@@ -406,8 +406,9 @@ class TestRideAlong:
             self.asked: list[tuple[Any, ...]] = []
             self.landings = 0
 
-        def ride(self, client: Any, key: Any, value: Any, expires: int | None) -> bool | None:
+        def ride(self, client: Any, key: Any, value: Any, expires: int | None, keep_success: bool) -> measure.Rode | None:
             self.asked.append((key, value, expires))
+            self.keep_success = keep_success
             if isinstance(self.rides, Exception):
                 raise self.rides
             return self.rides
@@ -432,13 +433,13 @@ class TestRideAlong:
         return backend, rider, asked
 
     def test_the_rider_writes_the_result_with_celerys_key_value_and_ttl(self, monkeypatch):
-        backend, rider, asked = self._store(monkeypatch, True)
+        backend, rider, asked = self._store(monkeypatch, measure.Rode.BOTH)
         assert rider.asked == [(b"celery-task-meta-abc", "value", 3600)] and backend.calls == []
         assert asked == [(b"celery-task-meta-abc", "SUCCESS", 5)] and rider.landings == 1
         assert measure.take_stored("abc", "SUCCESS") is not None  # still measured for the receivers
 
     def test_a_result_stored_without_the_riders_part_is_not_landed(self, monkeypatch):
-        backend, rider, _ = self._store(monkeypatch, False)
+        backend, rider, _ = self._store(monkeypatch, measure.Rode.RESULT_ONLY)
         assert backend.calls == [] and rider.landings == 0  # the receivers write the record the usual way
 
     def test_a_rider_that_cannot_ride_leaves_the_write_to_celery(self, monkeypatch):
@@ -461,15 +462,90 @@ class TestRideAlong:
             def set(self, key: Any, value: Any, expires: Any = None) -> None:
                 RedisBackend._set(self, b"celery-task-meta-other", value)
 
-        backend, rider, _ = self._store(monkeypatch, True, backend=Elsewhere())
+        backend, rider, _ = self._store(monkeypatch, measure.Rode.BOTH, backend=Elsewhere())
         assert [c[0] for c in backend.calls] == ["setex", "publish", "execute"] and rider.asked == []
 
     def test_only_a_success_gets_a_rider(self, monkeypatch):
-        backend, rider, asked = self._store(monkeypatch, True, state="PROGRESS")
+        backend, rider, asked = self._store(monkeypatch, measure.Rode.BOTH, state="PROGRESS")
         assert asked == [] and rider.landings == 0
         assert backend.calls == [  # Celery's own _set, unchanged
             ("setex", b"celery-task-meta-abc", 3600, "value"), ("publish", b"celery-task-meta-abc", "value"), ("execute", True)
         ]
+
+
+class TestTheCheckBeforeAStore:
+    """Celery reads the stored result before it stores a success and keeps a stored success.
+    For a success, that read is put off to the write: the rider's script makes it, or Celery's
+    own read runs right before Celery's write. Celery's real Redis backend, a fake client."""
+
+    NO_RIDER = object()
+
+    class Client:
+        def __init__(self, stored: bytes | None) -> None:
+            self.stored = stored
+            self.calls: list[tuple[Any, ...]] = []
+
+        def get(self, key: Any) -> bytes | None:
+            self.calls.append(("get", key))
+            return self.stored
+
+        def pipeline(self, *args: Any, **kwargs: Any) -> FakePipeline:
+            return TestRideAlong.Pipeline(self.calls)
+
+    def _store(
+        self, monkeypatch, stored: str | None, rides: Any, *, state: str = "SUCCESS", serializer: str = "json"
+    ) -> tuple[Client, TestRideAlong.Rider]:
+        measure.wrap_redis_backend()
+        app = Celery("check", backend="redis://127.0.0.1:1/0", set_as_current=False)
+        app.conf.update(result_serializer=serializer, result_accept_content=["json", "pickle"])
+        backend = app.backend
+        earlier = {"status": stored, "result": "first", "task_id": "abc"}
+        client = self.Client(None if stored is None else backend.encode(earlier))
+        backend.client = client
+        rider = TestRideAlong.Rider(rides)
+        monkeypatch.setattr(measure, "_rider_for", lambda *_: None if rides is self.NO_RIDER else rider)
+        backend.store_result("abc", "second", state)
+        assert getattr(measure._note, "read_later", None) is None and getattr(measure._note, "check_owed", None) is None
+        return client, rider
+
+    KEY = b"celery-task-meta-abc"
+
+    @pytest.mark.parametrize("stored", [None, "STARTED", "SUCCESS"])
+    def test_a_riding_success_leaves_the_check_to_its_script(self, monkeypatch, stored):
+        client, rider = self._store(monkeypatch, stored, measure.Rode.BOTH)
+        assert client.calls == [] and rider.keep_success is True and rider.landings == 1
+
+    def test_a_stored_success_the_script_kept_is_neither_landed_nor_measured(self, monkeypatch):
+        client, rider = self._store(monkeypatch, "SUCCESS", measure.Rode.KEPT_STORED_SUCCESS)
+        assert client.calls == [] and rider.landings == 0
+        assert measure.take_stored("abc", "SUCCESS") is None  # nothing was stored: the record measures what is
+
+    @pytest.mark.parametrize("rides", [NO_RIDER, None], ids=["no rider", "a rider that cannot ride"])
+    def test_without_the_script_celerys_read_comes_right_before_the_write_and_keeps_a_success(self, monkeypatch, rides):
+        client, rider = self._store(monkeypatch, "SUCCESS", rides)
+        assert client.calls == [("get", self.KEY)] and rider.landings == 0
+        assert measure.take_stored("abc", "SUCCESS") is None
+
+    @pytest.mark.parametrize("rides", [NO_RIDER, None], ids=["no rider", "a rider that cannot ride"])
+    def test_without_the_script_a_result_that_did_not_succeed_is_overwritten(self, monkeypatch, rides):
+        client, _ = self._store(monkeypatch, "STARTED", rides)
+        assert [c[0] for c in client.calls] == ["get", "setex", "publish", "execute"]
+
+    @pytest.mark.parametrize(
+        ("serializer", "state"), [("pickle", "SUCCESS"), ("json", "FAILURE")], ids=["unreadable by the script", "failure"]
+    )
+    def test_otherwise_celery_reads_first_as_always(self, monkeypatch, serializer, state):
+        client, rider = self._store(monkeypatch, "STARTED", measure.Rode.BOTH, state=state, serializer=serializer)
+        assert client.calls[0] == ("get", self.KEY)
+        if state == "SUCCESS":
+            assert rider.keep_success is False and rider.landings == 1
+
+    def test_a_read_outside_a_store_is_celerys_own(self):
+        measure.wrap_redis_backend()
+        app = Celery("check", backend="redis://127.0.0.1:1/0", set_as_current=False)
+        backend = app.backend
+        backend.client = client = self.Client(backend.encode({"status": "SUCCESS", "result": 1, "task_id": "abc"}))
+        assert backend._get_task_meta_for("abc")["status"] == "SUCCESS" and client.calls == [("get", self.KEY)]
 
 
 class TestWrittenIds:
