@@ -2,11 +2,12 @@
 
 Celery stores a result after reading the one stored before (a ``GET``: a task that already
 succeeded, run again after a lost acknowledgement, keeps its first result), then as a
-transaction of four commands (``MULTI``, ``SETEX``, ``PUBLISH``, ``EXEC``). Adding the record's end to that transaction cost two more commands, and with
-redis-py each command in a transaction costs the task's thread about 25 microseconds (packing,
-its ``QUEUED`` reply, its part of ``EXEC``'s): in a threads pool, that was most of what the
-bootstep cost (``benchmarks/bootstep_overhead.py``). This script does the same writes in one command: the result (``SET``
-with Celery's TTL, then ``PUBLISH`` to its key, as Celery does) and the record's end
+transaction of four commands (``MULTI``, ``SETEX``, ``PUBLISH``, ``EXEC``). Adding the
+record's end to that transaction cost two more commands, and with redis-py each command in a
+transaction costs the task's thread about 25 microseconds (packing, its ``QUEUED`` reply, its
+part of ``EXEC``'s): in a threads pool, that was most of what the bootstep cost
+(``benchmarks/bootstep_overhead.py``). This script does the same writes in one command: the
+result (``SET`` with Celery's TTL, then ``PUBLISH`` to its key, as Celery does) and the record's end
 (``HSET``, ``EXPIRE``, the "finished" index, out of "active"), atomically, as the transaction
 did: whoever hears the ``PUBLISH`` finds the record's end (``benchmarks/bootstep_breakdown.py``).
 
@@ -31,7 +32,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from celery_ext.measure import Rode
+from celery_ext.measure import RideOutcome
 
 __all__ = ["END_SCRIPT", "END_SCRIPT_SHA", "MAX_RESULT_BYTES", "REFUSED_RETRY_S", "run_end_script"]
 
@@ -91,8 +92,8 @@ REFUSED_RETRY_S = 60.0
 _refused_until = 0.0
 
 
-def run_end_script(client: Any, keys: tuple[Any, ...], args: tuple[Any, ...]) -> Rode | None:
-    """Run the script: what it wrote (``Rode``); None if it could not run (nothing was
+def run_end_script(client: Any, keys: tuple[Any, ...], args: tuple[Any, ...]) -> RideOutcome | None:
+    """Run the script: what it wrote (``RideOutcome``); None if it could not run (nothing was
     written: write the result Celery's own way). Raises what Celery's write would (a lost
     connection: Celery retries)."""
     global _refused_until
@@ -100,10 +101,10 @@ def run_end_script(client: Any, keys: tuple[Any, ...], args: tuple[Any, ...]) ->
         return None
     try:
         try:
-            return Rode(int(client.evalsha(END_SCRIPT_SHA, len(keys), *keys, *args)))
+            return RideOutcome(int(client.evalsha(END_SCRIPT_SHA, len(keys), *keys, *args)))
         except NoScriptError:  # first use on this server, or it restarted: load it, once
             client.script_load(END_SCRIPT)
-            return Rode(int(client.evalsha(END_SCRIPT_SHA, len(keys), *keys, *args)))
+            return RideOutcome(int(client.evalsha(END_SCRIPT_SHA, len(keys), *keys, *args)))
     except ResponseError as exc:
         # Refused (NOPERM, scripts disabled) or failed before writing anything (the result's
         # SET runs first): Celery's own write says whether the error was the script's.

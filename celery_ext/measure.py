@@ -38,7 +38,7 @@ from typing import Any, NamedTuple, Protocol
 
 from celery import states
 
-__all__ = ["StoredResult", "Rode", "Rider", "wrap_redis_backend", "take_stored", "stored_ttl_s"]
+__all__ = ["StoredResult", "RideOutcome", "Rider", "wrap_redis_backend", "take_stored", "stored_ttl_s"]
 
 
 class StoredResult(NamedTuple):
@@ -54,7 +54,7 @@ class StoredResult(NamedTuple):
     ttl_s: int | None = None
 
 
-class Rode(enum.IntEnum):
+class RideOutcome(enum.IntEnum):
     """What a ride wrote."""
 
     RESULT_ONLY = 0  # the result; the rider's own commands failed
@@ -66,7 +66,7 @@ class Rode(enum.IntEnum):
 class Rider(Protocol):
     """Commands that ride along with Celery's write of one result (see the module's text)."""
 
-    def ride(self, client: Any, key: Any, value: Any, expires: int | None, keep_success: bool) -> Rode | None:
+    def ride(self, client: Any, key: Any, value: Any, expires: int | None, keep_success: bool) -> RideOutcome | None:
         """Write the result as Celery would (``SET`` with TTL ``expires``, ``PUBLISH`` to
         ``key``) together with the rider's own commands, unless ``keep_success`` and a
         success is stored at ``key``; None if it cannot (it wrote nothing: Celery writes the
@@ -159,13 +159,13 @@ def wrap_redis_backend(rider_for: RiderFor | None = None) -> None:
             if kept_success(self, owed):
                 _note.stored = None
                 return None
-        _note.rider, _note.rider_key, _note.rode = rider, stored.key if stored else None, None
+        _note.rider, _note.rider_key, _note.outcome = rider, stored.key if stored else None, None
         try:
             result = original(self, key, value, state)
         finally:
             _note.rider = None
-        _note.stored = None if _note.rode is Rode.KEPT_STORED_SUCCESS else stored
-        if rider is not None and _note.rode is Rode.BOTH:
+        _note.stored = None if _note.outcome is RideOutcome.KEPT_STORED_SUCCESS else stored
+        if rider is not None and _note.outcome is RideOutcome.BOTH:
             rider.landed()
         return result
 
@@ -177,12 +177,12 @@ def wrap_redis_backend(rider_for: RiderFor | None = None) -> None:
         owed = getattr(_note, "check_owed", None)
         # Celery's _set (5.3: no ``expires`` argument; 5.7: ``expires``, None for its own).
         expires = args[0] if args and args[0] is not None else self.expires
-        rode = rider.ride(self.client, key, value, expires or None, keep_success=owed is not None)
-        if rode is None:
+        outcome = rider.ride(self.client, key, value, expires or None, keep_success=owed is not None)
+        if outcome is None:
             if owed is None or not kept_success(self, owed):
                 return original_set(self, key, value, *args)
-            rode = Rode.KEPT_STORED_SUCCESS
-        _note.rode = rode
+            outcome = RideOutcome.KEPT_STORED_SUCCESS
+        _note.outcome = outcome
         return None
 
     setattr(_set_with_state, "_fileintel_measures", True)

@@ -22,7 +22,7 @@ from celery import states
 
 from celery_ext.end_script import run_end_script
 from celery_ext.liveness import current_incarnation
-from celery_ext.measure import Rode, StoredResult
+from celery_ext.measure import RideOutcome, StoredResult
 from celery_ext.record_writes import RecordWrite
 from celery_ext.records import RecordStore
 from celery_ext.task_record import Rank, RecordFields, stored_text
@@ -163,7 +163,7 @@ class RecordEnd:
         self.completed_at = completed_at
         self.leaves_active = run.claim_end()
 
-    def ride(self, client: Any, key: Any, value: Any, expires: int | None, keep_success: bool) -> Rode | None:
+    def ride(self, client: Any, key: Any, value: Any, expires: int | None, keep_success: bool) -> RideOutcome | None:
         if not isinstance(expires, (int, type(None))):
             return None  # Celery writes it; the record follows the usual way
         args = (

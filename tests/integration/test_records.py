@@ -239,7 +239,7 @@ def test_the_script_keeps_the_result_when_the_record_cannot_take_the_end(app):
     client.set(store.record_key(task_id), "not a hash")
     keys = (store.meta_key(task_id), store.record_key(task_id), store.finished_key, store.active_key)
     args = ("value", 60, '{"state": "SUCCESS"}', 60, task_id, "1.0", "0", "1")
-    assert end_script.run_end_script(client, keys, args) is measure.Rode.RESULT_ONLY
+    assert end_script.run_end_script(client, keys, args) is measure.RideOutcome.RESULT_ONLY
     assert client.get(store.meta_key(task_id)) == b"value" and 0 < client.ttl(store.meta_key(task_id)) <= 60
     assert client.get(store.record_key(task_id)) == b"not a hash"
 
@@ -261,7 +261,7 @@ def test_the_script_keeps_a_stored_success_as_celery_does_and_writes_nothing(app
     keys = (store.meta_key(task_id), store.record_key(task_id), store.finished_key, store.active_key)
     args = ("second", 60, '{"state": "SUCCESS"}', 60, task_id, "1.0", "0", "1")
     assert end_script.run_end_script(client, keys, args) is (
-        measure.Rode.KEPT_STORED_SUCCESS if kept else measure.Rode.BOTH
+        measure.RideOutcome.KEPT_STORED_SUCCESS if kept else measure.RideOutcome.BOTH
     )
     assert client.get(store.meta_key(task_id)) == (stored if kept else b"second")
     assert client.exists(store.record_key(task_id)) == (0 if kept else 1)

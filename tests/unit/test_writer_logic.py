@@ -273,7 +273,7 @@ def test_the_end_rides_in_one_script_call_with_the_result_and_leaves_active_only
     store = store_for(writer.app)
     end = _record_end(writer, shown_running)
     client = RecordingClient()
-    assert end.ride(client, b"celery-task-meta-abc", "value", 3600, keep_success=True) is measure.Rode.BOTH
+    assert end.ride(client, b"celery-task-meta-abc", "value", 3600, keep_success=True) is measure.RideOutcome.BOTH
     [(_, sha, numkeys, *keys_and_args)] = client.calls
     assert sha == end_script.END_SCRIPT_SHA and numkeys == 4
     keys, args = keys_and_args[:4], keys_and_args[4:]
@@ -310,7 +310,7 @@ def test_the_script_is_loaded_once_when_the_server_lacks_it(writer):
     from redis.exceptions import NoScriptError
 
     client = RecordingClient(NoScriptError("NOSCRIPT"))
-    assert _record_end(writer).ride(client, b"celery-task-meta-abc", "value", None, False) is measure.Rode.BOTH
+    assert _record_end(writer).ride(client, b"celery-task-meta-abc", "value", None, False) is measure.RideOutcome.BOTH
     assert [c[0] for c in client.calls] == ["evalsha", "script_load", "evalsha"]
     assert client.calls[-1][8] == 0  # no TTL for the result: stored without one, as Celery does
 
@@ -406,7 +406,7 @@ class TestRideAlong:
             self.asked: list[tuple[Any, ...]] = []
             self.landings = 0
 
-        def ride(self, client: Any, key: Any, value: Any, expires: int | None, keep_success: bool) -> measure.Rode | None:
+        def ride(self, client: Any, key: Any, value: Any, expires: int | None, keep_success: bool) -> measure.RideOutcome | None:
             self.asked.append((key, value, expires))
             self.keep_success = keep_success
             if isinstance(self.rides, Exception):
@@ -433,13 +433,13 @@ class TestRideAlong:
         return backend, rider, asked
 
     def test_the_rider_writes_the_result_with_celerys_key_value_and_ttl(self, monkeypatch):
-        backend, rider, asked = self._store(monkeypatch, measure.Rode.BOTH)
+        backend, rider, asked = self._store(monkeypatch, measure.RideOutcome.BOTH)
         assert rider.asked == [(b"celery-task-meta-abc", "value", 3600)] and backend.calls == []
         assert asked == [(b"celery-task-meta-abc", "SUCCESS", 5)] and rider.landings == 1
         assert measure.take_stored("abc", "SUCCESS") is not None  # still measured for the receivers
 
     def test_a_result_stored_without_the_riders_part_is_not_landed(self, monkeypatch):
-        backend, rider, _ = self._store(monkeypatch, measure.Rode.RESULT_ONLY)
+        backend, rider, _ = self._store(monkeypatch, measure.RideOutcome.RESULT_ONLY)
         assert backend.calls == [] and rider.landings == 0  # the receivers write the record the usual way
 
     def test_a_rider_that_cannot_ride_leaves_the_write_to_celery(self, monkeypatch):
@@ -462,11 +462,11 @@ class TestRideAlong:
             def set(self, key: Any, value: Any, expires: Any = None) -> None:
                 RedisBackend._set(self, b"celery-task-meta-other", value)
 
-        backend, rider, _ = self._store(monkeypatch, measure.Rode.BOTH, backend=Elsewhere())
+        backend, rider, _ = self._store(monkeypatch, measure.RideOutcome.BOTH, backend=Elsewhere())
         assert [c[0] for c in backend.calls] == ["setex", "publish", "execute"] and rider.asked == []
 
     def test_only_a_success_gets_a_rider(self, monkeypatch):
-        backend, rider, asked = self._store(monkeypatch, measure.Rode.BOTH, state="PROGRESS")
+        backend, rider, asked = self._store(monkeypatch, measure.RideOutcome.BOTH, state="PROGRESS")
         assert asked == [] and rider.landings == 0
         assert backend.calls == [  # Celery's own _set, unchanged
             ("setex", b"celery-task-meta-abc", 3600, "value"), ("publish", b"celery-task-meta-abc", "value"), ("execute", True)
@@ -512,11 +512,11 @@ class TestTheCheckBeforeAStore:
 
     @pytest.mark.parametrize("stored", [None, "STARTED", "SUCCESS"])
     def test_a_riding_success_leaves_the_check_to_its_script(self, monkeypatch, stored):
-        client, rider = self._store(monkeypatch, stored, measure.Rode.BOTH)
+        client, rider = self._store(monkeypatch, stored, measure.RideOutcome.BOTH)
         assert client.calls == [] and rider.keep_success is True and rider.landings == 1
 
     def test_a_stored_success_the_script_kept_is_neither_landed_nor_measured(self, monkeypatch):
-        client, rider = self._store(monkeypatch, "SUCCESS", measure.Rode.KEPT_STORED_SUCCESS)
+        client, rider = self._store(monkeypatch, "SUCCESS", measure.RideOutcome.KEPT_STORED_SUCCESS)
         assert client.calls == [] and rider.landings == 0
         assert measure.take_stored("abc", "SUCCESS") is None  # nothing was stored: the record measures what is
 
@@ -535,7 +535,7 @@ class TestTheCheckBeforeAStore:
         ("serializer", "state"), [("pickle", "SUCCESS"), ("json", "FAILURE")], ids=["unreadable by the script", "failure"]
     )
     def test_otherwise_celery_reads_first_as_always(self, monkeypatch, serializer, state):
-        client, rider = self._store(monkeypatch, "STARTED", measure.Rode.BOTH, state=state, serializer=serializer)
+        client, rider = self._store(monkeypatch, "STARTED", measure.RideOutcome.BOTH, state=state, serializer=serializer)
         assert client.calls[0] == ("get", self.KEY)
         if state == "SUCCESS":
             assert rider.keep_success is False and rider.landings == 1
