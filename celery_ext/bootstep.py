@@ -15,9 +15,7 @@ from celery import Celery, bootsteps
 
 from celery_ext.installed import RECEIVERS_MODULE, install_ran, mark_installed
 from celery_ext.measure import wrap_redis_backend
-from celery_ext.receivers import (
-    end_riding_along,  # importing the receivers connects them
-)
+from celery_ext.receivers import end_riding_along  # the import connects them
 from celery_ext.records import store_for
 from celery_ext.settings import DEFAULTS, get_settings
 from celery_ext.writer import flush_all, writer_for
