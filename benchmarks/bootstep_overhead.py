@@ -10,7 +10,11 @@ commands per task. Targets: paired ratio >= 0.95, commands <= stock + 3.
 The producer is stock (no install()), as in most deployments' hot path; a producer with
 install() adds its "sent" write (benchmarks/read_after_send.py measures that).
 
-    .venv/bin/python benchmarks/bootstep_overhead.py [--tasks 2000] [--rounds 5] [--pools threads,prefork]
+``--control`` runs stock Celery in both arms: what the paired ratio reads when nothing
+differs, i.e. the noise of this machine for that many rounds (a ratio to stock is worth
+reading only beside it). Each pool also prints the spread of the rounds' ratios.
+
+    .venv/bin/python benchmarks/bootstep_overhead.py [--tasks 2000] [--rounds 5] [--pools threads,prefork] [--control]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import collections
 import contextlib
 import os
+import statistics
 import time
 from collections.abc import Iterator
 
@@ -38,14 +43,16 @@ def redis_commands(client) -> int:
 POOLS = {"threads": 4, "prefork": 2}
 
 
-def one_round(redis: RedisServer, pool: str, installed: bool, tasks: int, costs: dict[str, list[float]]) -> float:
+def one_round(
+    redis: RedisServer, pool: str, installed: bool, tasks: int, costs: dict[str, list[float]], arm: str = ""
+) -> float:
     """Tasks per second the worker completed: from its first to its last ``date_done``.
 
     All tasks are sent while the worker is stopped (SIGSTOP), so it starts on a full queue:
     never starved, and never sharing the CPU with the producer. Completion is polled gently
     (every 100 ms) so the poll does not load Redis.
 
-    Also appends to ``costs`` (a ``stock_`` prefix without install): CPU time per task of the
+    Also appends to ``costs`` (names prefixed with ``arm``): CPU time per task of the
     worker's main process, of its pool processes and of Redis (steadier than throughput on a
     shared machine), Redis commands per task, and (with install) bytes per record."""
     env = {"FILEINTEL_BENCH_REDIS_URL": redis.url, "FILEINTEL_BENCH_INSTALL": "1" if installed else "0",
@@ -54,7 +61,6 @@ def one_round(redis: RedisServer, pool: str, installed: bool, tasks: int, costs:
     client.flushdb()
     from bench_app import app, noop
 
-    prefix = "" if installed else "stock_"
     with _worker(pool, env) as worker:
         ids = []
         main = psutil.Process(worker.pid)
@@ -72,8 +78,8 @@ def one_round(redis: RedisServer, pool: str, installed: bool, tasks: int, costs:
         time.sleep(0.5)  # let the last record writes land before counting
         after = (_cpu([main]), _cpu(pool_processes), _redis_cpu(client))
         for name, a, b in zip(("main_cpu", "pool_cpu", "redis_cpu"), before, after):
-            costs[prefix + name].append((b - a) / tasks)
-        costs[prefix + "commands"].append((redis_commands(client) - commands_before) / tasks)
+            costs[arm + name].append((b - a) / tasks)
+        costs[arm + "commands"].append((redis_commands(client) - commands_before) / tasks)
     if installed:
         sample = ids[:: max(1, tasks // 50)]
         sizes = [client.memory_usage(f"fileintel-record-{i}") or 0 for i in sample]
@@ -134,7 +140,10 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=TASKS)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pools", default="threads,prefork")
+    parser.add_argument("--control", action="store_true", help="stock Celery in both arms: the noise floor")
     args = parser.parse_args()
+    other = "stock again" if args.control else "with install"
+    target = "1 when nothing differs" if args.control else "target >= 0.95"
     redis = RedisServer()
     redis.start()
     # The harness's subprocess helpers and bench_app read these.
@@ -148,24 +157,26 @@ def main() -> None:
             for r in range(args.rounds):
                 # Alternate which goes first, so drift on a shared machine hits both alike.
                 order = [False, True] if r % 2 == 0 else [True, False]
-                for installed in order:
-                    rate = one_round(redis, pool, installed, args.tasks, costs)
-                    (with_ if installed else without).append(rate)
-                    label = "with   " if installed else "without"
-                    print(f"  {pool} round {r + 1}: {label} install(): {rate:7.0f} tasks/s", flush=True)
+                for second_arm in order:
+                    installed = second_arm and not args.control
+                    rate = one_round(redis, pool, installed, args.tasks, costs, "" if second_arm else "stock_")
+                    (with_ if second_arm else without).append(rate)
+                    label = other if second_arm else "stock Celery"
+                    print(f"  {pool} round {r + 1}: {label:<12} {rate:7.0f} tasks/s", flush=True)
             results[pool] = (without, with_, costs)
     finally:
         redis.close()
     print()
     print(f"bootstep overhead: {args.tasks} no-op tasks, median of {args.rounds} rounds ({machine_line()})")
-    print(f"  {'':<30} {'stock Celery':>14} {'with install':>14} {'':>10}")
+    print(f"  {'':<30} {'stock Celery':>14} {other:>14} {'':>10}")
     for pool, (without, with_, costs) in results.items():
         a, b = median(without), median(with_)
         # A round's pair ran back to back: its ratio is free of the drift between rounds.
-        paired = median([w / s for w, s in zip(with_, without)])
+        ratios = sorted(w / s for w, s in zip(with_, without))
         print(f"  {pool} x{POOLS[pool]}")
         print(f"    {'tasks/s':<28} {a:14.0f} {b:14.0f}   ratio of medians {b / a:.3f}")
-        print(f"    {'paired ratio (median)':<28} {'':>14} {paired:14.3f}   target >= 0.95")
+        print(f"    {'paired ratio (median)':<28} {'':>14} {median(ratios):14.3f}   {target}")
+        print(f"    {'ratio per round':<28} {'':>14} {ratios[0]:8.3f}-{ratios[-1]:.3f}   middle half {quartiles(ratios)}")
         cpu = {name: (median(costs["stock_" + name]), median(costs[name])) for name in ("main_cpu", "pool_cpu", "redis_cpu")}
         rows = [("worker", cpu["main_cpu"])] if pool == "threads" else [
             ("worker main process", cpu["main_cpu"]), ("pool processes", cpu["pool_cpu"])
@@ -174,8 +185,17 @@ def main() -> None:
         for label, (cpu_a, cpu_b) in [*rows, ("Redis", cpu["redis_cpu"])]:
             print(f"      {label:<26} {cpu_a * 1e6:14.0f} {cpu_b * 1e6:14.0f}   {(cpu_b / cpu_a - 1) * 100:+.1f} %")
         cmd_a, cmd_b = median(costs["stock_commands"]), median(costs["commands"])
-        print(f"    {'Redis commands per task':<28} {cmd_a:14.1f} {cmd_b:14.1f}   +{cmd_b - cmd_a:.1f} (target <= +3; Lua-internal included)")
-        print(f"    {'memory per task record':<28} {'':>14} {median(costs['record_bytes']):14.0f}   bytes (MEMORY USAGE)")
+        print(f"    {'Redis commands per task':<28} {cmd_a:14.1f} {cmd_b:14.1f}   {cmd_b - cmd_a:+.1f} (target <= +3; Lua-internal included)")
+        if costs["record_bytes"]:
+            print(f"    {'memory per task record':<28} {'':>14} {median(costs['record_bytes']):14.0f}   bytes (MEMORY USAGE)")
+
+
+def quartiles(values: list[float]) -> str:
+    """The first and third quartiles of ``values``: where the middle half of the rounds fell."""
+    if len(values) < 2:
+        return "(one round)"
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return f"{q1:.3f}-{q3:.3f}"
 
 
 if __name__ == "__main__":
