@@ -44,7 +44,7 @@ POOLS = {"threads": 4, "prefork": 2}
 
 
 def one_round(
-    redis: RedisServer, pool: str, installed: bool, tasks: int, costs: dict[str, list[float]], arm: str = ""
+    redis: RedisServer, pool: str, installed: bool, tasks: int, costs: dict[str, list[float]], prefix: str
 ) -> float:
     """Tasks per second the worker completed: from its first to its last ``date_done``.
 
@@ -52,7 +52,7 @@ def one_round(
     never starved, and never sharing the CPU with the producer. Completion is polled gently
     (every 100 ms) so the poll does not load Redis.
 
-    Also appends to ``costs`` (names prefixed with ``arm``): CPU time per task of the
+    Also appends to ``costs`` (names prefixed with ``prefix``, the arm's): CPU time per task of the
     worker's main process, of its pool processes and of Redis (steadier than throughput on a
     shared machine), Redis commands per task, and (with install) bytes per record."""
     env = {"FILEINTEL_BENCH_REDIS_URL": redis.url, "FILEINTEL_BENCH_INSTALL": "1" if installed else "0",
@@ -78,8 +78,8 @@ def one_round(
         time.sleep(0.5)  # let the last record writes land before counting
         after = (_cpu([main]), _cpu(pool_processes), _redis_cpu(client))
         for name, a, b in zip(("main_cpu", "pool_cpu", "redis_cpu"), before, after):
-            costs[arm + name].append((b - a) / tasks)
-        costs[arm + "commands"].append((redis_commands(client) - commands_before) / tasks)
+            costs[prefix + name].append((b - a) / tasks)
+        costs[prefix + "commands"].append((redis_commands(client) - commands_before) / tasks)
     if installed:
         sample = ids[:: max(1, tasks // 50)]
         sizes = [client.memory_usage(f"fileintel-record-{i}") or 0 for i in sample]
