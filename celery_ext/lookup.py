@@ -19,6 +19,7 @@ import json
 import re
 import string
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -303,7 +304,8 @@ class _Decoded:
     MAX_BYTES = 4096
 
     def __init__(self) -> None:
-        self._entries: dict[Any, Any] = {}
+        # Drops its oldest in constant time (a dict's next(iter()) walks past every freed slot).
+        self._entries: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def record(self, packed: bytes, pending: RecordWrite | None) -> TaskRecord | None:
@@ -332,7 +334,7 @@ class _Decoded:
         with self._lock:
             self._entries[key] = value
             if len(self._entries) > self.MAX_ENTRIES:
-                del self._entries[next(iter(self._entries))]
+                self._entries.popitem(last=False)
 
 
 _decoded = _Decoded()

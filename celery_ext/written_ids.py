@@ -10,6 +10,7 @@ ids left the queue since the last trim of the "queued" index.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
 from celery_ext.task_record import Rank
 
@@ -29,8 +30,10 @@ class WrittenIds:
     def __init__(self) -> None:
         #: Ids shown as running (a RUNNING state written) and not ended yet.
         self._running: set[str] = set()
-        #: Ids whose end was written (the newest REMEMBERED_TERMINAL), oldest first.
-        self._ended: dict[str, None] = {}
+        #: Ids whose end was written (the newest REMEMBERED_TERMINAL), oldest first. An
+        #: OrderedDict: it drops its oldest in constant time, where a dict's ``next(iter())``
+        #: walks past every slot freed before (7 us per task once full, in a 10,000-task worker).
+        self._ended: OrderedDict[str, None] = OrderedDict()
         #: Ids received, started or ended since the last ``take_left_queue``.
         self._left_queue: set[str] = set()
         self._lock = threading.Lock()
@@ -47,7 +50,7 @@ class WrittenIds:
                 self._running.discard(task_id)
                 self._ended[task_id] = None
                 if len(self._ended) > REMEMBERED_TERMINAL:
-                    del self._ended[next(iter(self._ended))]
+                    self._ended.popitem(last=False)
 
     def ended(self, task_id: str) -> bool:
         return task_id in self._ended
