@@ -63,7 +63,8 @@ EXIT_FLUSH_TIMEOUT = 1.0
 #: The writer trims the indexes (to their sizes, and "active" to the record TTL) at most this
 #: often: six commands every five seconds per process, instead of two per batch. (Once a
 #: second, they alone were 0.1 command per task on a busy prefork worker.) An index holds at
-#: most this long's worth of ids over its size.
+#: most this long's worth of ids over its size. A process whose every end rides with its
+#: result writes no batch: the trim is then made on its own (``_trim_owed``).
 TRIM_INTERVAL = 5.0
 
 
@@ -83,6 +84,9 @@ class RecordWriter:
         self._last_error_log = 0.0
         self._sha: str | None = None
         self._last_trim = 0.0
+        #: An end rode with its result (``note_end_written``) since the last trim: it added an
+        #: id to "finished" that no batch of this writer's will trim.
+        self._trim_owed = False
         #: What this process wrote for which ids (tasks' threads note their ends there too).
         self._written = WrittenIds()
         #: Deferred writes, a lane per kind (each kind waits as long: see ``DeferredLane``).
@@ -199,7 +203,7 @@ class RecordWriter:
             now = time.monotonic()
             due = [write for lane in list(self._lanes.values()) for write in lane.take_due(now, flush=bool(markers))]
             ready = coalesce(due + batch)
-            if ready:
+            if ready or self._trim_due(now):
                 try:
                     client = store.own_backend(store.settings.record_write_timeout).client
                     try:
@@ -208,20 +212,26 @@ class RecordWriter:
                         self._sha = None
                         self._write(store, client, ready)
                 except Exception as exc:  # never let the writer die
-                    self._log_error(
-                        "could not write %d task record(s) to %s: %s", len(ready), store.display_url, exc
-                    )
+                    what = f"{len(ready)} task record(s)" if ready else "the trim of the indexes"
+                    self._log_error("could not write %s to %s: %s", what, store.display_url, exc)
                 self._last_batch_end = time.monotonic()
             if batch:
                 self._done_up_to(last_seq, batch)
             for marker in markers:
                 marker.set()
 
+    def _trim_due(self, now: float) -> bool:
+        """A trim owed by ridden ends, with no batch to carry it, is due (monotonic ``now``)."""
+        return self._trim_owed and now - self._last_trim >= TRIM_INTERVAL
+
     def _next_item(self) -> tuple[int, RecordWrite] | threading.Event | None:
-        """The next queued item, or None when a deferred write falls due first (the lanes
-        are read after publishing the wake time: a ``defer`` in between wakes us)."""
+        """The next queued item, or None when a deferred write or an owed trim falls due
+        first (the lanes are read after publishing the wake time: a ``defer`` in between
+        wakes us; every task's run defers its "started" write, so a ride is followed by a wake)."""
         self._wake_at = math.inf  # a defer() while we look wakes us
         dues = [due for lane in list(self._lanes.values()) if (due := lane.next_due()) is not None]
+        if self._trim_owed:
+            dues.append(self._last_trim + TRIM_INTERVAL)
         due = min(dues) + DUE_SLACK if dues else None
         self._wake_at = math.inf if due is None else due
         try:
@@ -246,6 +256,8 @@ class RecordWriter:
         ttl = store.record_ttl
         now = time.monotonic()
         trim = now - self._last_trim >= TRIM_INTERVAL
+        if trim:
+            self._trim_owed = False  # before the commands: an end that rides meanwhile owes the next
         if len(batch) == 1 and not trim and not self._is_direct(batch[0]):
             # The idle case, e.g. a producer's "sent" write: a pipeline's own cost would double it.
             self._script_call(client, store, batch[0], batch[0].at or time.time(), ttl)
@@ -314,8 +326,9 @@ class RecordWriter:
 
     def note_end_written(self, task_id: str) -> None:
         """A task's end this process wrote with its result (``running.RecordEnd``), from the
-        task's thread: remember it as if this writer had written it."""
+        task's thread: remember it as if this writer had written it, and owe "finished" a trim."""
         self._written.note(task_id, Rank.TERMINAL)
+        self._trim_owed = True
 
     def _remember(self, w: RecordWrite) -> None:
         if w.state is not None:

@@ -13,9 +13,9 @@ from celery import Celery, current_app
 import celery_ext
 from celery_ext import end_script, measure
 from celery_ext.record_writes import RecordWrite
-from celery_ext.records import store_for
+from celery_ext.records import FINISHED_INDEX_SIZE, store_for
 from celery_ext.task_record import TaskRecord
-from celery_ext.writer import writer_for
+from celery_ext.writer import TRIM_INTERVAL, writer_for
 from tests import harness, proj
 from tests.status_checks import describe_checked, wait_for, wait_for_phase
 
@@ -147,6 +147,29 @@ def test_active_and_finished_indexes(app, worker):
     wait_for(app, running.id, lambda s: s.runtime_s is not None)
     assert running.id not in recent_task_ids(app, "active")
     assert recent_task_ids(app, "finished", 1) == [running.id]
+
+
+@pytest.mark.slow
+def test_a_worker_whose_every_end_rides_still_keeps_the_finished_index_to_its_size(
+    app, redis_server, subprocess_worker, monkeypatch
+):
+    """Short successes from a stock producer: the worker writes no batch at all (every end
+    rides with its result), and "finished" is still trimmed to its newest FINISHED_INDEX_SIZE."""
+    store = store_for(app)
+    client = store.client()
+    client.zadd(store.finished_key, {f"older-{n}": n for n in range(FINISHED_INDEX_SIZE)})
+    monkeypatch.setitem(app.conf, "fileintel_track_sent", False)  # this process writes nothing
+    subprocess_worker(pool="prefork", concurrency=1)
+    stock = Celery("stock-producer", broker=redis_server.url, backend=redis_server.url, set_as_current=False)
+    results = [stock.send_task("tests.proj.add", (n, n)) for n in range(3)]
+    assert [r.get(timeout=30) for r in results] == [0, 2, 4]
+    harness.wait_for(
+        lambda: client.zcard(store.finished_key) == FINISHED_INDEX_SIZE,
+        timeout=3 * TRIM_INTERVAL,
+        what=lambda: f'"finished" trimmed to {FINISHED_INDEX_SIZE} (holds {client.zcard(store.finished_key)})',
+    )
+    newest = {task_id.decode() for task_id in client.zrange(store.finished_key, -3, -1)}
+    assert newest == {r.id for r in results}
 
 
 def _record_at_the_publish(app, task_id: str, send) -> tuple[TaskRecord | None, float | None]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import types
 import uuid
 import weakref
@@ -222,6 +223,24 @@ def test_the_indexes_are_trimmed_at_most_once_per_interval(writer):
         "zremrangebyscore", "zremrangebyrank",  # the "queued" index: by age, then by count
     ]
     assert second == ["evalsha"]
+
+
+def test_an_end_that_rode_owes_the_indexes_a_trim_that_needs_no_batch(writer):
+    """A worker whose every end rides with its result writes no batch: the trim is made alone."""
+    writer._last_trim = 0.0  # long ago
+    assert not writer._trim_due(time.monotonic())  # nothing rode: nothing to trim
+    task_id = str(uuid.uuid4())
+    writer.note_end_written(task_id)
+    assert writer._trim_due(time.monotonic())
+    client = FakeClient()
+    writer._write(store_for(writer.app), client, [])
+    assert [c[0] for c in client.calls] == [
+        "zremrangebyscore", "zremrangebyrank", "zremrangebyrank", "zremrangebyscore", "zremrangebyrank", "zrem",
+    ]
+    assert client.calls[-1][2:] == (task_id,)  # it left the queue, too
+    assert not writer._trim_due(time.monotonic())  # paid
+    writer.note_end_written(str(uuid.uuid4()))
+    assert not writer._trim_due(time.monotonic())  # owed again, due TRIM_INTERVAL after the last
 
 
 def test_ids_a_worker_took_off_the_queue_leave_the_queued_index_at_the_next_trim_in_one_command(writer):
