@@ -68,6 +68,8 @@ def build_status(obs: Observation, settings: FileIntelSettings) -> TaskStatus:
     meta, record = obs.meta, obs.record
     meta_state = meta.get("status") if meta else obs.head_state
     stored = obs.stored_bytes is not None or meta is not None or obs.unreadable is not None
+    if stored and _ended_after_what_is_stored(meta_state, record):
+        meta, meta_state, stored = None, None, False  # what is stored is not its result
     expires_setting = obs.result_expires_s
     if record is not None and record.result_expires_s is not None:
         expires_setting = record.result_expires_s or None
@@ -154,6 +156,18 @@ def _state_and_phase(meta_state: str | None, stored: bool, record: TaskRecord | 
     if stored:  # stored but undecodable, or too large and compressed: something finished
         return meta_state, classify(meta_state) if meta_state else Phase.UNKNOWN
     return None, Phase.UNKNOWN
+
+
+def _ended_after_what_is_stored(meta_state: str | None, record: TaskRecord | None) -> bool:
+    """The task stored a state that is not final (``task_track_started``'s STARTED, an
+    ``update_state``), then ended in a way Celery stores nothing for (``Ignore``, ``Reject``,
+    ``ignore_result``): our record has its end, Celery's key only what came before. (A failure
+    or a revocation Celery stores itself: a state after one is a new run of the same id.)"""
+    if meta_state is None or record is None or classify(meta_state).finished:
+        return False
+    if record.state in (states.IGNORED, states.REJECTED):
+        return True
+    return record.state == states.SUCCESS and record.ignore_result
 
 
 def _worker_lost(obs: Observation, phase: Phase, settings: FileIntelSettings) -> bool:

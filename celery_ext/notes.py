@@ -98,7 +98,15 @@ def notes_for(f: Facts, settings: FileIntelSettings) -> list[str]:
             f"The stored result is {obs.stored_bytes} bytes, above fileintel_max_result_bytes "
             f"({settings.max_result_bytes}), so it is not loaded here: download it instead."
         )
-    if f.outcome is Outcome.NO_RESULT:
+    if f.state in (states.IGNORED, states.REJECTED):
+        how = (
+            "It raised celery.exceptions.Ignore"
+            if f.state == states.IGNORED
+            else "It raised celery.exceptions.Reject without requeue: its message was dropped (or dead-lettered)"
+        )
+        before = " What the task stored before (update_state) is not its result." if obs.stored_bytes is not None else ""
+        notes.append(f"{how}, and Celery stores nothing for it at its end.{before}")
+    elif f.outcome is Outcome.NO_RESULT:
         if record is not None and record.ignore_result:
             notes.append("This task has ignore_result=True: Celery stores no result for it.")
         else:

@@ -11,11 +11,14 @@ the task's path or on the worker's event loop, and it never raises into a task. 
 goes another way: a successful task's end rides with Celery's own write of its result
 (``running.RecordEnd``, ``measure.py``, ``end_script.py``), in the task's thread, one script
 and no round trip of its own; ``end_riding_along`` decides when. That is most tasks' only
-record write. The tasks running in this process are kept in ``running.py``.
+record write. The tasks running in this process are kept in ``running.py``. A task that
+raises ``Ignore`` or ``Reject`` sends no signal: a hook on Celery's tracer ends it
+(``_wrap_trace_info``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -25,6 +28,7 @@ from typing import Any
 
 from celery import Celery, signals, states
 from celery.app import app_or_default
+from celery.exceptions import Reject
 
 from celery_ext import running
 from celery_ext.end_script import MAX_RESULT_BYTES
@@ -347,6 +351,64 @@ def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: 
     elif reason is not None:
         fields["error_message"] = _safe_str(reason)[:ERROR_MESSAGE_MAX]
     _queue_write(_task_app(task), getattr(request, "id", None), states.RETRY, fields)
+
+
+def _on_ignore_or_reject(task: Any, request: Any, exc: BaseException | None) -> None:
+    """A task raised ``Ignore`` or ``Reject``: no signal tells, and Celery stores nothing. Its
+    run ends here (else it would be kept, and its "started" write shown as running for good).
+
+    ``Ignore``: the task ended and wants no result stored (IGNORED). ``Reject``: the message is
+    dropped (or dead-lettered): the task failed (REJECTED); with ``requeue=True`` it goes back
+    to the queue and runs again (RETRY)."""
+    task_id = getattr(request, "id", None)
+    run = _ended_run(task_id)
+    app = _task_app(task)
+    fields: RecordFields = {
+        **(run.fields if run else {}),
+        "name": getattr(task, "name", None),
+        "worker": getattr(request, "hostname", None),
+    }
+    if isinstance(exc, Reject) and exc.requeue:
+        fields["error_message"] = "rejected and requeued: it runs again"
+        _queue_write(app, task_id, states.RETRY, fields)
+        return
+    fields.update({
+        "completed_at": _now(),
+        "runtime_s": run.runtime_s() if run else None,
+        "result_expires_s": _result_expires_s(app),
+        "result_bytes": 0,  # Celery stores nothing at this end: what is stored is not a result
+    })
+    if isinstance(exc, Reject):
+        fields.update(_error_fields(exc))
+        fields["error_message"] = _safe_str(exc.reason or "rejected")[:ERROR_MESSAGE_MAX]
+    state = states.REJECTED if isinstance(exc, Reject) else states.IGNORED
+    _queue_write(app, task_id, state, fields, direct=run is not None)
+
+
+def _wrap_trace_info() -> None:
+    """Hook Celery's handling of ``Ignore`` and ``Reject`` in the tracer (``TraceInfo``; no
+    cost to any other task). Once per process; idempotent."""
+    from celery.app.trace import TraceInfo
+
+    for name in ("handle_ignore", "handle_reject"):
+        original = getattr(TraceInfo, name)
+        if getattr(original, "_fileintel_ends_run", False):
+            continue
+
+        def handled(self: Any, task: Any, req: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            try:
+                return _original(self, task, req, *args, **kwargs)
+            finally:
+                try:
+                    _on_ignore_or_reject(task, req, getattr(self, "retval", None))
+                except Exception:  # pragma: no cover - defensive: a record never breaks a task
+                    logger.exception("fileintel: could not record how task %s ended", getattr(req, "id", None))
+
+        setattr(handled, "_fileintel_ends_run", True)
+        setattr(TraceInfo, name, functools.wraps(original)(handled))
+
+
+_wrap_trace_info()
 
 
 @signals.task_revoked.connect(weak=False, dispatch_uid="fileintel.task_revoked")

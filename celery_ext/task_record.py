@@ -84,7 +84,7 @@ if upgrade then
   if rank == $TERMINAL then
     if cur == $RUNNING then redis.call('ZREM', KEYS[3], ARGV[5]) end
     redis.call('ZADD', KEYS[4], now, ARGV[5])
-    if ARGV[2] == '$FAILURE' or ARGV[2] == '$REVOKED' then redis.call('ZADD', KEYS[5], now, ARGV[5]) end
+    if ARGV[2] == '$FAILURE' or ARGV[2] == '$REVOKED' or ARGV[2] == '$REJECTED' then redis.call('ZADD', KEYS[5], now, ARGV[5]) end
   elseif rank == $RUNNING then
     redis.call('ZADD', KEYS[3], now, ARGV[5])
   elseif rank == $SENT then
@@ -103,11 +103,12 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return upgrade and 1 or 0
 """).substitute(
-    TERMINAL=int(Rank.TERMINAL), RUNNING=int(Rank.RUNNING), SENT=int(Rank.SENT), FAILURE=states.FAILURE, REVOKED=states.REVOKED
+    TERMINAL=int(Rank.TERMINAL), RUNNING=int(Rank.RUNNING), SENT=int(Rank.SENT), FAILURE=states.FAILURE, REVOKED=states.REVOKED,
+    REJECTED=states.REJECTED,
 )
 
-#: Terminal states the "failed" index keeps.
-FAILED_STATES = frozenset({states.FAILURE, states.REVOKED})
+#: Terminal states the "failed" index keeps (the phases FAILED and REVOKED).
+FAILED_STATES = frozenset({states.FAILURE, states.REVOKED, states.REJECTED})
 
 
 class RecordFields(TypedDict, total=False):

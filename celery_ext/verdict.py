@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 
+from celery import states
+
 from celery_ext.status import Outcome, TaskStatus
 
 __all__ = ["sentence", "SENTENCES", "when"]
@@ -85,6 +87,9 @@ def _evicted(s: TaskStatus) -> str:
 
 
 def _no_result(s: TaskStatus) -> str:
+    if s.state == states.IGNORED:
+        at = f" at {when(s.completed_at)}" if s.completed_at else ""
+        return f"task {s.task_id} ended{at} with Ignore: Celery stores no result for it."
     return (
         f"task {s.task_id} {_finished(s)}, but it stores no result (ignore_result=True, or a "
         "result backend such as rpc:// that keeps results only for the client that sent it)."

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from celery import Celery
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject
 
 import celery_ext
 from celery_ext import FileIntelTask, report_progress
@@ -133,6 +133,18 @@ def big_result(nbytes: int) -> str:
 @app.task
 def ignored() -> None:
     raise Ignore()
+
+
+@app.task(bind=True)
+def ignored_after_progress(self: Any) -> None:
+    """Stores a state of its own, then asks Celery to store nothing more."""
+    self.update_state(state="PROGRESS", meta={"current": 1, "total": 2})
+    raise Ignore()
+
+
+@app.task
+def rejected(reason: str) -> None:
+    raise Reject(reason, requeue=False)
 
 
 @app.task(base=FileIntelTask)

@@ -12,8 +12,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import celery_ext
-from celery_ext.records import store_for
+from celery_ext import running
+from celery_ext.records import recent_task_ids, store_for
 from celery_ext.status import Outcome, Phase
+from celery_ext.verdict import sentence
 from tests import harness, proj
 from tests.harness import LOST_AFTER, kill_worker_tree, lost_after, run_celery
 from tests.status_checks import (
@@ -104,6 +106,29 @@ def test_a_task_revoked_while_running_keeps_its_runtime_and_progress(app, subpro
     assert status.progress is not None and status.progress.message == "step 2 of 2"
     run = run_celery("fileintel", "result", result.id)
     assert run.returncode == 1 and "revoked" in run.stderr
+
+
+@pytest.mark.parametrize("task", ["ignored", "ignored_after_progress"])
+def test_a_task_that_raised_ignore_has_ended_and_its_worker_forgets_it(app, worker, task):
+    """Ignore: no signal, nothing stored by Celery. It must not read "running" for good, and
+    the worker must not keep its run (its "started" write would come, 0.2 s later)."""
+    result = getattr(proj, task).delay()
+    status = wait_for(app, result.id, lambda s: s.phase is Phase.SUCCEEDED)
+    assert status.state == "IGNORED" and status.outcome is Outcome.NO_RESULT and status.result is None
+    assert status.completed_at is not None and status.runtime_s is not None
+    assert "with Ignore" in sentence(status)
+    assert running.current(result.id) is None
+    time.sleep(running.STARTED_WAIT + 0.3)  # when its "started" write would have fallen due
+    assert celery_ext.describe(app, result.id).phase is Phase.SUCCEEDED
+
+
+def test_a_task_that_rejected_its_message_failed(app, worker):
+    rejected = proj.rejected.delay("bad input")
+    status = wait_for(app, rejected.id, lambda s: s.phase is Phase.FAILED)
+    # Celery 5.7 stores a failure for it itself; older versions store nothing: the record tells.
+    assert status.state in ("REJECTED", "FAILURE") and status.error is not None, status
+    assert status.error.type == "Reject" and "bad input" in status.error.message
+    assert rejected.id in recent_task_ids(app, "failed")
 
 
 def test_a_failure_keeps_its_traceback_after_its_result_expired(app, worker, redis_client):

@@ -97,6 +97,31 @@ CASES = [
     ("rpc backend", observe(rec=record("SUCCESS"), backend_keeps_results=False), Phase.SUCCEEDED, Outcome.NO_RESULT),
     ("nothing measured", observe(rec=record("SUCCESS", result_bytes=0)), Phase.SUCCEEDED, Outcome.NO_RESULT),
     ("too large", observe(stored_bytes=50_000_000, head_state="SUCCESS", rec=DONE), Phase.SUCCEEDED, Outcome.TOO_LARGE),
+    ("ignored", observe(rec=record("IGNORED", completed_at=AGO[5], result_bytes=0)), Phase.SUCCEEDED, Outcome.NO_RESULT),
+    (
+        "ignored after storing a state of its own",
+        observe(meta("PROGRESS", {"current": 1}), record("IGNORED", completed_at=AGO[5], result_bytes=0)),
+        Phase.SUCCEEDED,
+        Outcome.NO_RESULT,
+    ),
+    (
+        "ignore_result, STARTED stored by task_track_started",
+        observe(meta("STARTED"), record("SUCCESS", ignore_result=True)),
+        Phase.SUCCEEDED,
+        Outcome.NO_RESULT,
+    ),
+    (
+        "rejected",
+        observe(meta("STARTED"), record("REJECTED", error_type="Reject", error_message="bad input", result_bytes=0)),
+        Phase.FAILED,
+        Outcome.FAILED,
+    ),
+    (
+        "failed, then sent again with its id and running",
+        observe(meta("STARTED"), record("FAILURE", error_type="ValueError")),
+        Phase.RUNNING,
+        Outcome.NOT_READY,
+    ),
     (
         "not decodable, no record",
         observe(stored_bytes=80, unreadable="it cannot be decoded by this app"),
@@ -220,6 +245,20 @@ def test_each_outcome_has_its_own_sentence():
     assert "expired at" in by_outcome[Outcome.EXPIRED]
     assert "maxmemory-policy" in by_outcome[Outcome.EVICTED]
     assert len(set(by_outcome.values())) == len(Outcome)
+
+
+def test_a_task_that_ended_with_ignore_or_reject_says_so_and_shows_no_stored_state():
+    """What a task stored before it raised Ignore or Reject is not its result."""
+    ignored = build_status(observe(meta("PROGRESS", {"current": 1}), record("IGNORED", completed_at=AGO[5], result_bytes=0)), SETTINGS)
+    assert ignored.state == "IGNORED" and not ignored.result_available and ignored.result is None
+    assert ignored.completed_at == AGO[5] and ignored.progress is None
+    assert sentence(ignored) == f"task {TID} ended at 2026-12-03 09:59:55 UTC with Ignore: Celery stores no result for it."
+    [note] = ignored.notes
+    assert "Ignore" in note and "stored before (update_state) is not its result" in note
+    rejected = build_status(observe(rec=record("REJECTED", error_type="Reject", error_message="bad input")), SETTINGS)
+    assert rejected.error is not None and (rejected.error.type, rejected.error.message) == ("Reject", "bad input")
+    assert sentence(rejected) == f"task {TID} failed (Reject: bad input): it has no result, only an error."
+    assert any("Reject without requeue" in note for note in rejected.notes)
 
 
 def test_a_lost_task_says_when_its_worker_was_last_seen():

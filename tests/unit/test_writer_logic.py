@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from celery.exceptions import Ignore, Reject
 
-from celery_ext import end_script, measure, running, written_ids
+from celery_ext import end_script, measure, receivers, running, written_ids
 from celery_ext.liveness import INCARNATION_ENV
 from celery_ext.receivers import Receipt
 from celery_ext.record_writes import DeferredLane, RecordWrite, coalesce
@@ -101,6 +102,50 @@ class TestRunClaims:
     def test_progress_that_claims_the_started_write_leaves_none_for_the_writer(self, run):
         assert run.claim_start() is True
         assert run.write_if_needed() is None
+
+
+class TestIgnoreAndReject:
+    """A task that raised Ignore or Reject: its run ends, and its record says how."""
+
+    @pytest.fixture
+    def queued(self, monkeypatch) -> list[tuple[Any, ...]]:
+        calls: list[tuple[Any, ...]] = []
+        monkeypatch.setattr(receivers, "_queue_write", lambda app, task_id, state, fields, **kw: calls.append((task_id, state, fields, kw)))
+        return calls
+
+    def _end(self, writer, exc: BaseException) -> None:
+        task = types.SimpleNamespace(name="t", _app=writer.app)
+        running.start("abc", Run("abc", task, writer, 1, 0.0, {"started_at": 1.0}, due=1.0))
+        receivers._on_ignore_or_reject(task, types.SimpleNamespace(id="abc", hostname="w@h"), exc)
+        assert running.current("abc") is None  # the run is over: no "started" write, no leak
+
+    def test_ignore_ends_the_task_with_nothing_stored(self, writer, queued):
+        self._end(writer, Ignore())
+        [(task_id, state, fields, kw)] = queued
+        assert (task_id, state, kw) == ("abc", "IGNORED", {"direct": True})
+        assert fields["result_bytes"] == 0 and fields["started_at"] == 1.0 and fields["runtime_s"] is not None
+
+    def test_reject_without_requeue_fails_the_task(self, writer, queued):
+        self._end(writer, Reject("bad input", requeue=False))
+        [(_, state, fields, _)] = queued
+        assert state == "REJECTED" and fields["error_type"] == "Reject" and fields["error_message"] == "bad input"
+
+    def test_reject_with_requeue_is_a_task_that_runs_again(self, writer, queued):
+        self._end(writer, Reject("not yet", requeue=True))
+        [(_, state, fields, _)] = queued
+        assert state == "RETRY" and Rank.of(state) is Rank.RUNNING  # not terminal: its next run writes on
+        assert "completed_at" not in fields and "requeued" in fields["error_message"]
+
+    def test_celerys_tracer_calls_the_hook(self, writer, queued):
+        from celery.app.task import Context
+        from celery.app.trace import TraceInfo
+
+        task = types.SimpleNamespace(name="t", _app=writer.app)
+        try:
+            raise Ignore()
+        except Ignore as exc:  # the tracer handles it in its except clause, and logs it
+            TraceInfo("IGNORED", exc).handle_ignore(task, Context(id="x", hostname="w@h"))
+        assert [(c[0], c[1]) for c in queued] == [("x", "IGNORED")]
 
 
 class TestReceipt:
