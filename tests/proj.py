@@ -114,6 +114,14 @@ def fail(message: str) -> None:
     raise ValueError(message)
 
 
+@app.task(bind=True, max_retries=1)
+def retried_once(self: Any) -> str:
+    """Retries once, a second later (its RETRY is written by then), then succeeds."""
+    if self.request.retries == 0:
+        raise self.retry(countdown=1)
+    return "done"
+
+
 @app.task(bind=True, max_retries=3, default_retry_delay=30)
 def retry_later(self: Any) -> None:
     """Retries once with a long countdown, so the test sees it in RETRY."""

@@ -172,6 +172,17 @@ def test_a_worker_whose_every_end_rides_still_keeps_the_finished_index_to_its_si
     assert newest == {r.id for r in results}
 
 
+def test_a_retried_task_leaves_the_active_index_when_it_succeeds(app, worker):
+    """Its RETRY put it in "active"; its successful run, which rides, takes it out."""
+    from celery_ext.records import recent_task_ids
+
+    result = proj.retried_once.delay()
+    assert result.get(timeout=30) == "done"
+    status = wait_for(app, result.id, lambda s: s.runtime_s is not None)
+    assert status.retries == 1 and status.outcome.value == "ok"
+    assert result.id not in recent_task_ids(app, "active")
+
+
 def _record_at_the_publish(app, task_id: str, send) -> tuple[TaskRecord | None, float | None]:
     """The task's record and "finished" score as read the moment its result is published."""
     store = store_for(app)

@@ -353,6 +353,22 @@ def test_the_end_rides_in_one_script_call_with_the_result_and_leaves_active_only
     assert float(at) == end.completed_at and leaves_active == ("1" if shown_running else "0") and keep_success == "1"
 
 
+@pytest.mark.parametrize(
+    ("fields", "delivery_info", "leaves"),
+    [
+        ({"retries": 0}, {}, False),
+        ({"retries": 2}, {}, True),  # its RETRY put the id in "active"
+        ({"retries": 0}, {"redelivered": True}, True),  # its dead worker's run did
+    ],
+    ids=["first run", "retried", "redelivered"],
+)
+def test_an_end_takes_the_id_out_of_active_when_an_earlier_run_may_have_put_it_there(writer, fields, delivery_info, leaves):
+    task = types.SimpleNamespace(request=types.SimpleNamespace(delivery_info=delivery_info))
+    run = Run("abc", task, writer, 1, 0.0, {"started_at": 1.0, **fields}, due=1.0)
+    end = RecordEnd("abc", run, store_for(writer.app), measure.StoredResult(b"celery-task-meta-abc", "SUCCESS", 10, None))
+    assert end.leaves_active is leaves
+
+
 def test_a_big_result_does_not_ride_celery_writes_it(writer):
     from celery_ext.receivers import end_riding_along
 
