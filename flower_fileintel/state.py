@@ -44,6 +44,9 @@ BOARD_FINISHED_LIMIT = 25
 #: The last failed or revoked tasks the board pins, from their own index: successes, however
 #: many, cannot push them out of sight as they do in "recently finished".
 BOARD_FAILURES_LIMIT = 10
+#: Finished tasks' board entries kept between reads (a finished task's entry only changes
+#: with its expiry): the board's and a few pages', least recently shown first out.
+FINISHED_CACHE_SIZE = 4 * (BOARD_FINISHED_LIMIT + BOARD_FAILURES_LIMIT)
 
 #: Tasks the board's "stuck" section shows (queued longer than ``fileintel_stuck_after``,
 #: oldest first): what one snapshot reads of the "queued" index, whatever it holds.
@@ -79,6 +82,17 @@ class PluginState:
         #: The record's result expiry when each cached entry was read: a keep changes it, and
         #: the entry is then read again (describe decides the expiry, not the board).
         self._expiry_seen: dict[str, datetime | None] = {}
+
+    def _keep_finished(self, used: list[str]) -> None:
+        """Under the board lock: the cached entries of ``used`` (the ids a board or a page
+        shows now) are the last to go; past the cache's size the least recently used go.
+        (Oldest first instead, paging through "finished" pushed out the board's own entries.)"""
+        for task_id in used:
+            if task_id in self._finished_cache:
+                self._finished_cache.move_to_end(task_id)
+        while len(self._finished_cache) > FINISHED_CACHE_SIZE:
+            oldest, _ = self._finished_cache.popitem(last=False)
+            self._expiry_seen.pop(oldest, None)
 
     async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking call in the lookup pool, off the IOLoop."""
@@ -189,9 +203,7 @@ class PluginState:
                     self._finished_cache[status.task_id] = finished_entry(status)
                     seen = marks.get(status.task_id)
                     self._expiry_seen[status.task_id] = seen.result_expires_at if seen else None
-            while len(self._finished_cache) > 4 * (BOARD_FINISHED_LIMIT + BOARD_FAILURES_LIMIT):
-                oldest, _ = self._finished_cache.popitem(last=False)
-                self._expiry_seen.pop(oldest, None)
+            self._keep_finished(finished + failed)
             done = [
                 _with_current_expiry(_with_marks(self._finished_cache[i], marks.get(i)), now)
                 for i in finished if i in self._finished_cache
@@ -239,6 +251,7 @@ class PluginState:
             for task_id, entry in fresh.items():
                 if entry["ready"]:
                     self._finished_cache[task_id] = entry
+            self._keep_finished(page.task_ids)
             entries = [
                 _with_current_expiry(self._finished_cache.get(i) or fresh[i], now)
                 for i in page.task_ids if i in self._finished_cache or i in fresh

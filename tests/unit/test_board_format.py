@@ -223,3 +223,26 @@ def test_id_prefix_and_paging_together():
     assert index.fields_read == 0  # an id prefix needs no record fields
     none = find_finished(index, FinishedQuery(id_prefix="zz", page_size=40))
     assert none.task_ids == [] and not none.has_next
+
+
+def test_the_finished_cache_lets_the_least_recently_shown_go_first():
+    """Paging through "finished" must not push out the entries the board shows now."""
+    from collections import OrderedDict
+
+    from flower_fileintel import state
+
+    cache = types.SimpleNamespace(_finished_cache=OrderedDict(), _expiry_seen={})
+    board = [f"board-{n}" for n in range(state.BOARD_FINISHED_LIMIT)]
+    for task_id in board:
+        cache._finished_cache[task_id] = {}
+        cache._expiry_seen[task_id] = None
+    for page in range(10):  # then many pages, each read after the board
+        ids = [f"page{page}-{n}" for n in range(25)]
+        for task_id in ids:
+            cache._finished_cache[task_id] = {}
+        state.PluginState._keep_finished(cache, ids)
+        state.PluginState._keep_finished(cache, board)
+    assert len(cache._finished_cache) == state.FINISHED_CACHE_SIZE
+    assert all(task_id in cache._finished_cache for task_id in board)
+    assert "page0-0" not in cache._finished_cache  # the least recently shown went first
+    assert set(cache._expiry_seen) == set(board)
