@@ -108,9 +108,9 @@ def _task_app(task: Any) -> Celery | None:
 
 
 def _ended_run(task_id: str | None) -> Run | None:
-    """The run of ``task_id`` in this process, which has ended (or retries, and starts anew):
+    """The run of ``task_id`` in this thread, which has ended (or retries, and starts anew):
     forgotten, and its "started" write, if not made yet, never will be (its end says more)."""
-    run = running.take(task_id) if task_id else None
+    run = running.take(task_id, threading.get_ident()) if task_id else None
     if run is not None:
         run.claim_end()
     return run

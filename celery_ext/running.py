@@ -108,10 +108,15 @@ def current(task_id: str) -> Run | None:
     return _runs.get(task_id)
 
 
-def take(task_id: str) -> Run | None:
-    """The run of ``task_id``, forgotten: the task has ended (or retries, and starts anew)."""
+def take(task_id: str, thread: int) -> Run | None:
+    """The run of ``task_id`` in ``thread``, forgotten: the task has ended (or retries, and
+    starts anew). Only that thread's: a task retried at once can start again in another
+    thread of the process before its retry signal, in the old run's thread, comes here."""
     with _runs_lock:
-        return _runs.pop(task_id, None)
+        run = _runs.get(task_id)
+        if run is None or run.thread != thread:
+            return None
+        return _runs.pop(task_id)
 
 
 def ended_here(task_id: str) -> bool:

@@ -104,6 +104,18 @@ class TestRunClaims:
         assert run.write_if_needed() is None
 
 
+def test_a_retry_takes_only_its_own_threads_run_not_the_next_runs():
+    """Retried at once, a task can start again in another thread before its retry signal
+    (in the old run's thread) ends the old run: the new run is left alone."""
+    new_run = Run("abc", object(), None, threading.get_ident() + 1, 0.0, {}, due=1.0)
+    running.start("abc", new_run)
+    try:
+        assert running.take("abc", threading.get_ident()) is None
+        assert running.current("abc") is new_run
+    finally:
+        assert running.take("abc", new_run.thread) is new_run
+
+
 class TestIgnoreAndReject:
     """A task that raised Ignore or Reject: its run ends, and its record says how."""
 
@@ -115,7 +127,7 @@ class TestIgnoreAndReject:
 
     def _end(self, writer, exc: BaseException) -> None:
         task = types.SimpleNamespace(name="t", _app=writer.app)
-        running.start("abc", Run("abc", task, writer, 1, 0.0, {"started_at": 1.0}, due=1.0))
+        running.start("abc", Run("abc", task, writer, threading.get_ident(), 0.0, {"started_at": 1.0}, due=1.0))
         receivers._on_ignore_or_reject(task, types.SimpleNamespace(id="abc", hostname="w@h"), exc)
         assert running.current("abc") is None  # the run is over: no "started" write, no leak
 
@@ -383,7 +395,7 @@ def test_a_big_result_does_not_ride_celery_writes_it(writer):
         at_limit = measure.StoredResult(key, "SUCCESS", end_script.MAX_RESULT_BYTES, None)
         assert isinstance(end_riding_along(backend, key, at_limit), RecordEnd)
     finally:
-        running.take("abc")
+        running.take("abc", threading.get_ident())
 
 
 def test_the_script_is_loaded_once_when_the_server_lacks_it(writer):
