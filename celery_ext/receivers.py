@@ -64,6 +64,7 @@ def _queue_write(
     measure_result: bool = False,
     live: dict[str, str] | None = None,
     direct: bool = False,
+    leaves_active: bool = False,
 ) -> None:
     """Hand a record write to the writer; swallow everything (a record must never break a task)."""
     if task_id is None:
@@ -71,7 +72,7 @@ def _queue_write(
     try:
         writer = _records_writer(app)
         if writer is not None:
-            writer.put(RecordWrite(task_id, state, stored_text(fields), measure_result, _now(), live, direct))
+            writer.put(RecordWrite(task_id, state, stored_text(fields), measure_result, _now(), live, direct, leaves_active))
     except Exception:  # pragma: no cover - defensive
         logger.exception("fileintel: could not queue a record write for task %s", task_id)
 
@@ -107,13 +108,27 @@ def _task_app(task: Any) -> Celery | None:
     return app if isinstance(app, Celery) else None
 
 
-def _ended_run(task_id: str | None) -> Run | None:
+def _ended_run(task_id: str | None) -> tuple[Run | None, bool]:
     """The run of ``task_id`` in this thread, which has ended (or retries, and starts anew):
-    forgotten, and its "started" write, if not made yet, never will be (its end says more)."""
+    forgotten, and its "started" write, if not made yet, never will be (its end says more).
+    With it, whether its end takes the id out of "active" (``Run.end``)."""
     run = running.take(task_id, threading.get_ident()) if task_id else None
-    if run is not None:
-        run.claim_end()
-    return run
+    if run is None:
+        return None, False
+    return run, run.end()
+
+
+def _end_fields(run: Run | None, task: Any, app: Celery | None) -> RecordFields:
+    """What every end records: the run's "started" fields (a task that ends before its
+    "started" write keeps them), when it ended and after how long, and how long Celery keeps
+    its result."""
+    return {
+        **(run.fields if run else {}),
+        "completed_at": _now(),
+        "runtime_s": run.runtime_s() if run else None,
+        "name": getattr(task, "name", None),
+        "result_expires_s": _result_expires_s(app),
+    }
 
 
 def _stored_result_fields(task_id: str, state: str, ran_here: bool) -> tuple[RecordFields, bool]:
@@ -255,7 +270,7 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
             "worker": getattr(request, "hostname", None),
             "retries": getattr(request, "retries", 0),
         }
-        run = Run(task_id, task, writer, threading.get_ident(), time.perf_counter(), fields, time.monotonic() + STARTED_WAIT)
+        run = Run(task_id, request, writer, threading.get_ident(), time.perf_counter(), fields, time.monotonic() + STARTED_WAIT)
         running.start(task_id, run)
         writer.defer(run)  # its "started" write, unless the task ends first
     except Exception:  # pragma: no cover - defensive: a record never breaks a task
@@ -296,21 +311,20 @@ def _on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
         return
     app = _task_app(task)
     ignored = bool(task.ignore_result or getattr(request, "ignore_result", False))
-    run = _ended_run(task_id)
+    run, leaves_active = _ended_run(task_id)
     stored, direct = _stored_result_fields(task_id, states.SUCCESS, ran_here=run is not None)
     fields: RecordFields = {
-        **(run.fields if run else {}),
-        "completed_at": _now(),
-        "runtime_s": run.runtime_s() if run else None,
-        "name": task.name,
+        **_end_fields(run, task, app),
         "worker": getattr(request, "hostname", None),
         "retries": getattr(request, "retries", 0),
         "ignore_result": ignored or None,
         "placeholders": getattr(request, "fileintel_placeholders", None),
-        "result_expires_s": _result_expires_s(app),
         **stored,
     }
-    _queue_write(app, task_id, states.SUCCESS, fields, measure_result=not ignored and not stored, direct=direct)
+    _queue_write(
+        app, task_id, states.SUCCESS, fields,
+        measure_result=not ignored and not stored, direct=direct, leaves_active=leaves_active,
+    )
 
 
 @signals.task_failure.connect(weak=False, dispatch_uid="fileintel.task_failure")
@@ -326,25 +340,23 @@ def _on_failure(
     task = sender
     app = _task_app(task)
     limit = store_for(app).settings.traceback_max if app else 0
-    run = _ended_run(task_id)
+    run, leaves_active = _ended_run(task_id)
     stored, direct = _stored_result_fields(task_id, states.FAILURE, ran_here=run is not None) if task_id else ({}, False)
     fields: RecordFields = {
-        **(run.fields if run else {}),
-        "completed_at": _now(),
-        "runtime_s": run.runtime_s() if run else None,
-        "name": getattr(task, "name", None),
-        "result_expires_s": _result_expires_s(app),
+        **_end_fields(run, task, app),
         "error_traceback": bounded_traceback(getattr(einfo, "traceback", None), limit),
         **_error_fields(exception),
         **stored,
     }
-    _queue_write(app, task_id, states.FAILURE, fields, measure_result=not stored, direct=direct)
+    _queue_write(
+        app, task_id, states.FAILURE, fields, measure_result=not stored, direct=direct, leaves_active=leaves_active,
+    )
 
 
 @signals.task_retry.connect(weak=False, dispatch_uid="fileintel.task_retry")
 def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
     task = sender
-    run = _ended_run(getattr(request, "id", None))  # the next run starts anew
+    run = _ended_run(getattr(request, "id", None))[0]  # the next run starts anew
     fields: RecordFields = {**(run.fields if run else {}), "retries": (getattr(request, "retries", 0) or 0) + 1}
     if isinstance(reason, BaseException):
         fields.update(_error_fields(reason))
@@ -361,28 +373,28 @@ def _on_ignore_or_reject(task: Any, request: Any, exc: BaseException | None) -> 
     dropped (or dead-lettered): the task failed (REJECTED); with ``requeue=True`` it goes back
     to the queue and runs again (RETRY)."""
     task_id = getattr(request, "id", None)
-    run = _ended_run(task_id)
+    run, leaves_active = _ended_run(task_id)
     app = _task_app(task)
-    fields: RecordFields = {
-        **(run.fields if run else {}),
-        "name": getattr(task, "name", None),
-        "worker": getattr(request, "hostname", None),
-    }
+    worker = getattr(request, "hostname", None)
     if isinstance(exc, Reject) and exc.requeue:
-        fields["error_message"] = "rejected and requeued: it runs again"
+        fields: RecordFields = {
+            **(run.fields if run else {}),
+            "name": getattr(task, "name", None),
+            "worker": worker,
+            "error_message": "rejected and requeued: it runs again",
+        }
         _queue_write(app, task_id, states.RETRY, fields)
         return
-    fields.update({
-        "completed_at": _now(),
-        "runtime_s": run.runtime_s() if run else None,
-        "result_expires_s": _result_expires_s(app),
+    fields = {
+        **_end_fields(run, task, app),
+        "worker": worker,
         "result_bytes": 0,  # Celery stores nothing at this end: what is stored is not a result
-    })
+    }
     if isinstance(exc, Reject):
         fields.update(_error_fields(exc))
         fields["error_message"] = _safe_str(exc.reason or "rejected")[:ERROR_MESSAGE_MAX]
     state = states.REJECTED if isinstance(exc, Reject) else states.IGNORED
-    _queue_write(app, task_id, state, fields, direct=run is not None)
+    _queue_write(app, task_id, state, fields, direct=run is not None, leaves_active=leaves_active)
 
 
 def _wrap_trace_info() -> None:

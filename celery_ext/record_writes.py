@@ -29,6 +29,9 @@ class RecordWrite:
     #: A terminal write from the process that ran the task, with the stored result measured:
     #: it may skip the write script (see ``RecordWriter._direct_commands``).
     direct: bool = False
+    #: (A direct write) a running state may have put the id in the "active" index: take it out
+    #: (``running.Run.end`` decides). The write script reads the record's rank instead.
+    leaves_active: bool = False
 
 
 class Deferred(Protocol):
@@ -91,6 +94,6 @@ def coalesce(batch: list[RecordWrite]) -> list[RecordWrite]:
         # Directness comes with the write that set the state (a duplicate does not).
         latest = write if moves_up(current.state, write.state) else current
         folded[write.task_id] = RecordWrite(
-            write.task_id, state, fields, measure, max(current.at, write.at), live, latest.direct
+            write.task_id, state, fields, measure, max(current.at, write.at), live, latest.direct, latest.leaves_active
         )
     return list(folded.values())

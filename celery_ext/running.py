@@ -43,13 +43,20 @@ STARTED_WAIT = 0.2
 _claims_lock = threading.Lock()
 
 
+def _redelivered(request: Any) -> bool:
+    """The broker delivers the task's message again: a worker took it before and died, or
+    the task rejected it with ``requeue=True`` (Redis's transport and AMQP brokers mark both)."""
+    delivery_info = getattr(request, "delivery_info", None)
+    return bool(delivery_info and delivery_info.get("redelivered"))
+
+
 @dataclass(eq=False)
 class Run:
     """A task running in this process, from task_prerun to its end; also its deferred
     "started" write (``record_writes.Deferred``)."""
 
     task_id: str
-    task: Any
+    request: Any  # the task's request (Celery's context for this run): its end reads it here
     writer: RecordWriter  # this process's writer for the task's app (installed, records on)
     thread: int  # threading.get_ident() of the thread that runs it
     started: float  # time.perf_counter() at task_prerun
@@ -71,12 +78,19 @@ class Run:
             self.start_claimed = True
             return True
 
-    def claim_end(self) -> bool:
-        """Mark the task ended (no "started" write from now on). True if its "started" write
-        was made or is under way: its end must take it out of the "active" index."""
+    def end(self) -> bool:
+        """Mark the task ended: no "started" write from now on. True if its end must take the
+        id out of the "active" index, where a running state may have put it: this run's
+        "started" write (made, or under way), a RETRY written before this run (RETRY is a
+        running state), or the run of a worker that died (a redelivery). Else the id would
+        stay in "active" until the TTL trim, and every board refresh would describe it. A
+        first run that ended before its "started" write leaves nothing to take out. (The one
+        rule for every end this process writes; the write script, which knows no run, reads
+        the record's rank instead.)"""
         with _claims_lock:
             self.ended = True
-            return self.start_claimed
+            claimed = self.start_claimed
+        return claimed or bool(self.fields.get("retries")) or _redelivered(self.request)
 
     def started_fields(self) -> RecordFields:
         """What its "started" write says: its fields and the worker incarnation running it,
@@ -138,11 +152,6 @@ def stored_result_fields(stored: StoredResult) -> RecordFields:
     return fields
 
 
-def _redelivered(request: Any) -> bool:
-    delivery_info = getattr(request, "delivery_info", None)
-    return bool(delivery_info and delivery_info.get("redelivered"))
-
-
 #: ``json.dumps`` with an option builds an encoder per call: on every successful task's path,
 #: one built once costs 1.7 us less per task.
 _FIELDS_ENCODER = json.JSONEncoder(ensure_ascii=False)
@@ -151,9 +160,9 @@ _FIELDS_ENCODER = json.JSONEncoder(ensure_ascii=False)
 class RecordEnd:
     """A successful task's record end, riding along with Celery's write of its result
     (``measure.Rider``): the "started" fields and the end in one HSET, the "finished" index,
-    the record's TTL, and, if its "started" write may have been made, out of "active"; all in
-    one script with the result (``end_script.py``). Everything is computed here, where an
-    error only means no ride: running the script cannot fail on our data."""
+    the record's TTL, and out of "active" where a running state may have put the id
+    (``Run.end``); all in one script with the result (``end_script.py``). Everything is
+    computed here, where an error only means no ride: running the script cannot fail on our data."""
 
     def __init__(self, task_id: str, run: Run, store: RecordStore, stored: StoredResult) -> None:
         self.task_id, self.run, self.store, self.stored = task_id, run, store, stored
@@ -162,7 +171,7 @@ class RecordEnd:
             **run.fields,
             "completed_at": completed_at,
             "runtime_s": run.runtime_s(),
-            "placeholders": getattr(run.task.request, "fileintel_placeholders", None),
+            "placeholders": getattr(run.request, "fileintel_placeholders", None),
             "result_expires_s": store.result_expires_s,
             **stored_result_fields(stored),
         }
@@ -171,11 +180,7 @@ class RecordEnd:
         self.fields_json = _FIELDS_ENCODER.encode(text).encode()
         self.keys = (store.record_key(task_id), store.finished_key, store.active_key)  # validates the id
         self.completed_at = completed_at
-        # Out of "active" if this run's "started" write was made, or if an earlier run may
-        # have left the id there: a retry (RETRY is a running state), a redelivery (its
-        # worker died while it ran). Else the id stays in "active" until the TTL trim, and
-        # every board refresh describes it.
-        self.leaves_active = run.claim_end() or bool(run.fields.get("retries")) or _redelivered(run.task.request)
+        self.leaves_active = run.end()
 
     def ride(self, client: Any, key: Any, value: Any, expires: int | None, keep_success: bool) -> RideOutcome | None:
         if not isinstance(expires, (int, type(None))):

@@ -296,11 +296,12 @@ class RecordWriter:
         """A terminal write the write script would apply in full, as plain commands (``HSET``,
         ``ZADD`` finished, and failed for a failure, ``EXPIRE``) instead of a script running
         seven: the record cannot be terminal yet, since this process ran the task and has not
-        written its end (``WrittenIds.ended``); a RUNNING state it wrote is taken out of "active"."""
+        written its end (``WrittenIds.ended``). Out of "active" where the run's end says a
+        running state may have put the id there (``running.Run.end``)."""
         assert w.state is not None
         key = store.record_key(w.task_id)
         pipe.hset(key, mapping={**w.fields, **(w.live or {}), "state": w.state, "rank": int(Rank.TERMINAL)})
-        if self._written.shown_running(w.task_id):
+        if w.leaves_active:
             pipe.zrem(store.active_key, w.task_id)
         pipe.zadd(store.finished_key, {w.task_id: at})
         if w.state in FAILED_STATES:

@@ -3,8 +3,7 @@
 The record writer (``writer.py``) notes every state it writes, and a task's thread notes the
 end it wrote with its result (``running.RecordEnd``). The writer then asks: did this process
 write the task's end already (a second end is a duplicate, for the write script, which keeps
-the first), did it show the task as running (its end takes the id out of "active"), and which
-ids left the queue since the last trim of the "queued" index.
+the first), and which ids left the queue since the last trim of the "queued" index.
 """
 
 from __future__ import annotations
@@ -28,8 +27,6 @@ class WrittenIds:
     """The ids this process wrote states for. Safe to note from any thread."""
 
     def __init__(self) -> None:
-        #: Ids shown as running (a RUNNING state written) and not ended yet.
-        self._running: set[str] = set()
         #: Ids whose end was written (the newest REMEMBERED_TERMINAL), oldest first. An
         #: OrderedDict: it drops its oldest in constant time, where a dict's ``next(iter())``
         #: walks past every slot freed before (5 us per task once full, in a 10,000-task worker).
@@ -43,20 +40,13 @@ class WrittenIds:
         with self._lock:
             if rank > Rank.SENT and len(self._left_queue) < LEFT_QUEUE_BATCH:
                 self._left_queue.add(task_id)
-            if rank is Rank.RUNNING:
-                if task_id not in self._ended:
-                    self._running.add(task_id)
-            elif rank is Rank.TERMINAL:
-                self._running.discard(task_id)
+            if rank is Rank.TERMINAL:
                 self._ended[task_id] = None
                 if len(self._ended) > REMEMBERED_TERMINAL:
                     self._ended.popitem(last=False)
 
     def ended(self, task_id: str) -> bool:
         return task_id in self._ended
-
-    def shown_running(self, task_id: str) -> bool:
-        return task_id in self._running
 
     def take_left_queue(self) -> set[str]:
         """The ids that left the queue since the last call (forgotten here)."""

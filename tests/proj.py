@@ -122,6 +122,14 @@ def retried_once(self: Any) -> str:
     return "done"
 
 
+@app.task(bind=True, max_retries=1)
+def retried_elsewhere_then_fails(self: Any, queue: str) -> None:
+    """Retries once, to ``queue`` (another worker's), a second later; then fails there."""
+    if self.request.retries == 0:
+        raise self.retry(countdown=1, queue=queue)
+    raise RuntimeError("failed after its retry")
+
+
 @app.task(bind=True, max_retries=3, default_retry_delay=30)
 def retry_later(self: Any) -> None:
     """Retries once with a long countdown, so the test sees it in RETRY."""

@@ -187,6 +187,23 @@ def test_a_retried_task_leaves_the_active_index_when_it_succeeds(app, subprocess
     assert result.id not in recent_task_ids(app, "active")
 
 
+@pytest.mark.slow
+def test_a_task_that_fails_in_another_worker_after_its_retry_leaves_the_active_index(app, subprocess_worker):
+    """Its RETRY, written by the first worker, put it in "active"; the worker that runs it
+    again wrote nothing for it before, yet its failure takes it out (its retries say so)."""
+    from celery_ext.records import recent_task_ids
+
+    first, second = (f"fileintel-retry-{uuid.uuid4().hex[:8]}-{n}" for n in (1, 2))
+    subprocess_worker(pool="prefork", concurrency=1, queues=[first])
+    subprocess_worker(pool="prefork", concurrency=1, queues=[second])
+    result = proj.retried_elsewhere_then_fails.apply_async((second,), queue=first)
+    with pytest.raises(RuntimeError):
+        result.get(timeout=30)
+    status = wait_for(app, result.id, lambda s: s.runtime_s is not None)
+    assert status.retries == 1 and status.outcome.value == "failed"
+    assert result.id not in recent_task_ids(app, "active")
+
+
 def _record_at_the_publish(app, task_id: str, send) -> tuple[TaskRecord | None, float | None]:
     """The task's record and "finished" score as read the moment its result is published."""
     store = store_for(app)

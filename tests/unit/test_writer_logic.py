@@ -83,10 +83,10 @@ class TestRunClaims:
     @pytest.fixture
     def run(self, writer) -> Run:
         fields = {"started_at": 100.5, "name": "t", "worker": "w@h", "retries": 0}
-        return Run("abc", object(), writer, 1, 0.0, fields, due=1.0)
+        return Run("abc", types.SimpleNamespace(delivery_info={}), writer, 1, 0.0, fields, due=1.0)
 
     def test_a_task_that_ends_first_never_has_a_started_write(self, run):
-        assert run.claim_end() is False  # nothing to take out of "active"
+        assert run.end() is False  # nothing to take out of "active"
         assert run.write_if_needed() is None
 
     def test_a_started_write_is_made_once_and_the_end_then_leaves_active(self, run, monkeypatch):
@@ -97,7 +97,7 @@ class TestRunClaims:
             "started_at": "100.5", "name": "t", "worker": "w@h", "retries": "0", "incarnation": "inc-1",
         }  # the incarnation tells readers when its worker died; the end leaves it out
         assert run.write_if_needed() is None
-        assert run.claim_end() is True
+        assert run.end() is True
 
     def test_progress_that_claims_the_started_write_leaves_none_for_the_writer(self, run):
         assert run.claim_start() is True
@@ -127,14 +127,15 @@ class TestIgnoreAndReject:
 
     def _end(self, writer, exc: BaseException) -> None:
         task = types.SimpleNamespace(name="t", _app=writer.app)
-        running.start("abc", Run("abc", task, writer, threading.get_ident(), 0.0, {"started_at": 1.0}, due=1.0))
-        receivers._on_ignore_or_reject(task, types.SimpleNamespace(id="abc", hostname="w@h"), exc)
+        request = types.SimpleNamespace(id="abc", hostname="w@h")
+        running.start("abc", Run("abc", request, writer, threading.get_ident(), 0.0, {"started_at": 1.0}, due=1.0))
+        receivers._on_ignore_or_reject(task, request, exc)
         assert running.current("abc") is None  # the run is over: no "started" write, no leak
 
     def test_ignore_ends_the_task_with_nothing_stored(self, writer, queued):
         self._end(writer, Ignore())
         [(task_id, state, fields, kw)] = queued
-        assert (task_id, state, kw) == ("abc", "IGNORED", {"direct": True})
+        assert (task_id, state, kw) == ("abc", "IGNORED", {"direct": True, "leaves_active": False})
         assert fields["result_bytes"] == 0 and fields["started_at"] == 1.0 and fields["runtime_s"] is not None
 
     def test_reject_without_requeue_fails_the_task(self, writer, queued):
@@ -254,10 +255,17 @@ def test_a_failure_is_also_pinned_in_the_failed_index(writer):
     assert _commands(writer, [_write(str(uuid.uuid4()), "FAILURE", direct=True)]) == ["hset", "zadd", "zadd", "expire"]
 
 
-def test_the_end_of_a_task_whose_start_was_written_leaves_the_active_index(writer):
+def test_an_end_whose_run_may_be_in_active_takes_it_out(writer):
     task_id = str(uuid.uuid4())
-    assert _commands(writer, [_write(task_id, "STARTED")]) == ["evalsha"]
-    assert _commands(writer, [_write(task_id, "SUCCESS", direct=True)]) == ["hset", "zrem", "zadd", "expire"]
+    assert _commands(writer, [_write(task_id, "SUCCESS", direct=True, leaves_active=True)]) == ["hset", "zrem", "zadd", "expire"]
+
+
+def test_the_write_that_sets_the_end_decides_whether_it_leaves_active():
+    end = _write("a", "FAILURE", direct=True, leaves_active=True)
+    [folded] = coalesce([_write("a", "STARTED"), end])
+    assert folded.direct and folded.leaves_active
+    [folded] = coalesce([end, _write("a", "FAILURE", direct=True)])  # a duplicate changes nothing
+    assert folded.leaves_active
 
 
 def test_a_second_end_goes_through_the_script_which_keeps_the_first(writer):
@@ -338,7 +346,7 @@ class RecordingClient:
 
 def _record_end(writer, shown_running: bool = False, nbytes: int = 10) -> RecordEnd:
     store = store_for(writer.app)
-    run = Run("abc", types.SimpleNamespace(request=types.SimpleNamespace()), writer, 1, 0.0, {"started_at": 1.0}, due=1.0)
+    run = Run("abc", types.SimpleNamespace(), writer, 1, 0.0, {"started_at": 1.0}, due=1.0)
     if shown_running:
         run.claim_start()
     return RecordEnd("abc", run, store, measure.StoredResult(b"celery-task-meta-abc", "SUCCESS", nbytes, None))
@@ -374,11 +382,22 @@ def test_the_end_rides_in_one_script_call_with_the_result_and_leaves_active_only
     ],
     ids=["first run", "retried", "redelivered"],
 )
-def test_an_end_takes_the_id_out_of_active_when_an_earlier_run_may_have_put_it_there(writer, fields, delivery_info, leaves):
-    task = types.SimpleNamespace(request=types.SimpleNamespace(delivery_info=delivery_info))
-    run = Run("abc", task, writer, 1, 0.0, {"started_at": 1.0, **fields}, due=1.0)
-    end = RecordEnd("abc", run, store_for(writer.app), measure.StoredResult(b"celery-task-meta-abc", "SUCCESS", 10, None))
+def test_an_end_takes_the_id_out_of_active_when_an_earlier_run_may_have_put_it_there(
+    writer, monkeypatch, fields, delivery_info, leaves
+):
+    def run() -> Run:
+        request = types.SimpleNamespace(delivery_info=delivery_info)
+        return Run("abc", request, writer, threading.get_ident(), 0.0, {"started_at": 1.0, **fields}, due=1.0)
+
+    end = RecordEnd("abc", run(), store_for(writer.app), measure.StoredResult(b"celery-task-meta-abc", "SUCCESS", 10, None))
     assert end.leaves_active is leaves
+    # The same rule for an end the writer makes, e.g. a failure after a retry in another process.
+    queued: list[tuple[str | None, dict[str, Any]]] = []
+    monkeypatch.setattr(receivers, "_queue_write", lambda app, task_id, state, fields, **kw: queued.append((state, kw)))
+    running.start("abc", run())
+    receivers._on_failure(types.SimpleNamespace(name="t", _app=writer.app), "abc", ValueError("x"))
+    [(state, kw)] = queued
+    assert state == "FAILURE" and kw["leaves_active"] is leaves
 
 
 def test_a_big_result_does_not_ride_celery_writes_it(writer):
@@ -386,7 +405,7 @@ def test_a_big_result_does_not_ride_celery_writes_it(writer):
 
     backend = writer.app.backend
     key = backend.get_key_for_task("abc")
-    run = Run("abc", types.SimpleNamespace(request=types.SimpleNamespace()), writer, threading.get_ident(), 0.0, {}, due=1.0)
+    run = Run("abc", types.SimpleNamespace(), writer, threading.get_ident(), 0.0, {}, due=1.0)
     running.start("abc", run)
     try:
         big = measure.StoredResult(key, "SUCCESS", end_script.MAX_RESULT_BYTES + 1, None)
@@ -643,13 +662,13 @@ class TestTheCheckBeforeAStore:
 class TestWrittenIds:
     """What the writer knows of the ids it wrote, which decides plain commands or the script."""
 
-    def test_an_end_forgets_the_running_mark_and_a_late_start_does_not_bring_it_back(self):
+    def test_an_end_is_remembered_and_a_late_start_does_not_undo_it(self):
         written = WrittenIds()
         written.note("a", Rank.RUNNING)
-        assert written.shown_running("a") and not written.ended("a")
+        assert not written.ended("a")
         written.note("a", Rank.TERMINAL)
         written.note("a", Rank.RUNNING)  # a "started" write that lost the race to the end
-        assert written.ended("a") and not written.shown_running("a")
+        assert written.ended("a")
 
     def test_it_remembers_only_the_newest_ends(self, monkeypatch):
         monkeypatch.setattr(written_ids, "REMEMBERED_TERMINAL", 2)
