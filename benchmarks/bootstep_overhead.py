@@ -4,8 +4,9 @@
 prefork, concurrency 2), with and without the bootstep, alternated round by round in one run.
 Prints for each pool the median tasks/s of each, the median of the rounds' paired ratios (a
 round's two runs are back to back: their ratio is free of the drift between rounds), CPU per
-task of the worker (main process and pool processes apart) and of Redis, and the Redis
-commands per task. Targets: paired ratio >= 0.95, commands <= stock + 3.
+task of the worker (main process and pool processes apart, each with what its threads beside
+the main one spent: with install(), the bootstep's) and of Redis, and the Redis commands per
+task. Targets: paired ratio >= 0.95, commands <= stock + 3.
 
 The producer is stock (no install()), as in most deployments' hot path; a producer with
 install() adds its "sent" write (benchmarks/read_after_send.py measures that).
@@ -70,14 +71,14 @@ def one_round(
             with app.producer_or_acquire() as producer:
                 for _ in range(tasks):
                     ids.append(noop.apply_async(producer=producer).id)
-            before = (_cpu([main]), _cpu(pool_processes), _redis_cpu(client))
+            before = _costs(main, pool_processes, client)
         keys = [f"celery-task-meta-{i}" for i in ids]
         while client.exists(*keys) < tasks:
             time.sleep(0.1)
         elapsed = _completion_span(app, client, keys)
         time.sleep(0.5)  # let the last record writes land before counting
-        after = (_cpu([main]), _cpu(pool_processes), _redis_cpu(client))
-        for name, a, b in zip(("main_cpu", "pool_cpu", "redis_cpu"), before, after):
+        after = _costs(main, pool_processes, client)
+        for name, a, b in zip(CPU_COSTS, before, after):
             costs[prefix + name].append((b - a) / tasks)
         costs[prefix + "commands"].append((redis_commands(client) - commands_before) / tasks)
     if installed:
@@ -98,6 +99,40 @@ def _completion_span(app, client, keys: list[str]) -> float:
 
     done = [datetime.fromisoformat(app.backend.decode(raw)["date_done"]) for raw in client.mget(keys)]
     return (max(done) - min(done)).total_seconds()
+
+
+#: What ``_costs`` reads, in this order.
+CPU_COSTS = ("main_cpu", "main_side_cpu", "main_wait", "pool_cpu", "pool_side_cpu", "pool_wait", "redis_cpu")
+
+
+def _costs(main: psutil.Process, pool_processes: list[psutil.Process], client) -> tuple[float, ...]:
+    """Seconds so far (``CPU_COSTS``): CPU of the worker's main process, of its threads but the
+    main one, and its main thread's time waiting for a CPU; the same for the pool processes;
+    CPU of Redis."""
+    main_side, main_wait = _threads_schedstat([main])
+    pool_side, pool_wait = _threads_schedstat(pool_processes)
+    return _cpu([main]), main_side, main_wait, _cpu(pool_processes), pool_side, pool_wait, _redis_cpu(client)
+
+
+def _threads_schedstat(processes: list[psutil.Process]) -> tuple[float, float]:
+    """Seconds on a CPU of ``processes``' threads but their main ones (with ``install()``, the
+    record writer and the liveness beat; a stock prefork worker has none), and seconds their
+    main threads spent runnable, waiting for a CPU. From Linux's ``schedstat``, to the
+    nanosecond (``cpu_times`` counts in 10 ms ticks); a thread started since the last call
+    counts from zero; (0, 0) where ``schedstat`` is missing."""
+    side = wait = 0.0
+    for p in processes:
+        try:
+            for tid in os.listdir(f"/proc/{p.pid}/task"):
+                with open(f"/proc/{p.pid}/task/{tid}/schedstat") as f:
+                    on_cpu, waiting, _ = (int(v) for v in f.read().split())
+                if int(tid) == p.pid:
+                    wait += waiting / 1e9
+                else:
+                    side += on_cpu / 1e9
+        except OSError:  # the process or thread is gone, or no schedstat
+            pass
+    return side, wait
 
 
 def _cpu(processes: list[psutil.Process]) -> float:
@@ -177,13 +212,22 @@ def main() -> None:
         print(f"    {'tasks/s':<28} {a:14.0f} {b:14.0f}   ratio of medians {b / a:.3f}")
         print(f"    {'paired ratio (median)':<28} {'':>14} {median(ratios):14.3f}   {target}")
         print(f"    {'ratio per round':<28} {'':>14} {ratios[0]:8.3f}-{ratios[-1]:.3f}   middle half {quartiles(ratios)}")
-        cpu = {name: (median(costs["stock_" + name]), median(costs[name])) for name in ("main_cpu", "pool_cpu", "redis_cpu")}
+        cpu = {name: (median(costs["stock_" + name]), median(costs[name])) for name in CPU_COSTS}
         rows = [("worker", cpu["main_cpu"])] if pool == "threads" else [
             ("worker main process", cpu["main_cpu"]), ("pool processes", cpu["pool_cpu"])
         ]
         print("    CPU per task (us)")
         for label, (cpu_a, cpu_b) in [*rows, ("Redis", cpu["redis_cpu"])]:
             print(f"      {label:<26} {cpu_a * 1e6:14.0f} {cpu_b * 1e6:14.0f}   {(cpu_b / cpu_a - 1) * 100:+.1f} %")
+        if pool != "threads":
+            # Included in the rows above: what the threads beside each main thread spent.
+            for label, (cpu_a, cpu_b) in (("  in main's other threads", cpu["main_side_cpu"]),
+                                          ("  in pool's other threads", cpu["pool_side_cpu"])):
+                print(f"      {label:<26} {cpu_a * 1e6:14.1f} {cpu_b * 1e6:14.1f}   {(cpu_b - cpu_a) * 1e6:+.1f} us")
+            print("    waiting for a CPU per task (us): runnable, not running")
+            for label, (wait_a, wait_b) in (("main process, main thread", cpu["main_wait"]),
+                                            ("pool processes, main threads", cpu["pool_wait"])):
+                print(f"      {label:<26} {wait_a * 1e6:14.1f} {wait_b * 1e6:14.1f}   {(wait_b - wait_a) * 1e6:+.1f} us")
         cmd_a, cmd_b = median(costs["stock_commands"]), median(costs["commands"])
         print(f"    {'Redis commands per task':<28} {cmd_a:14.1f} {cmd_b:14.1f}   {cmd_b - cmd_a:+.1f} (target <= +3; Lua-internal included)")
         if costs["record_bytes"]:

@@ -234,6 +234,11 @@ class Receipt:
         self.received_at = _now()
         self.due = time.monotonic() + RECEIVED_WAIT
 
+    def settled(self) -> bool:
+        """A pool process took the task (or it is done): no "received" write is needed."""
+        request = self.request()
+        return request is None or getattr(request, "time_start", None) is not None
+
     def write_if_needed(self) -> RecordWrite | None:
         request = self.request()
         task_id = getattr(request, "id", None)

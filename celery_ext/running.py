@@ -98,6 +98,10 @@ class Run:
         leaving it out saves the end a field and its record's listpack 64 bytes."""
         return {**self.fields, "incarnation": current_incarnation()}
 
+    def settled(self) -> bool:
+        """Its "started" write is made, or never will be (``record_writes.Deferred``)."""
+        return self.ended or self.start_claimed
+
     def write_if_needed(self) -> RecordWrite | None:
         """The "started" write, for the writer's thread when it falls due."""
         if not self.claim_start():

@@ -98,13 +98,14 @@ class RecordWriter:
 
     def defer(self, item: Deferred) -> None:
         """Make ``item``'s write when it falls due, if still needed. The thread is woken only
-        if it would sleep past that time. (One wake per task in a worker's main process cost
-        more than all the rest.)"""
+        if it would sleep past that time and its slack (it wakes for the head of the lane,
+        which ``append`` keeps at the first write that may be needed). (One wake per task in a
+        worker's main process cost more than all the rest.)"""
         lane = self._lanes.get(type(item))
         if lane is None:
             lane = self._lanes.setdefault(type(item), DeferredLane())
         lane.append(item)
-        if item.due < self._wake_at:
+        if item.due + DUE_SLACK < self._wake_at:
             self._wake()
 
     def put(self, write: RecordWrite) -> None:

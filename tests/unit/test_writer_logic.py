@@ -38,6 +38,10 @@ class _Deferred:
     def __init__(self, task_id: str, due: float, needed: bool = True) -> None:
         self.task_id, self.due, self.needed = task_id, due, needed
         self.asked = 0
+        self.is_settled = False
+
+    def settled(self) -> bool:
+        return self.is_settled
 
     def write_if_needed(self) -> RecordWrite | None:
         self.asked += 1
@@ -69,6 +73,20 @@ class TestDeferredLane:
         lane.append(_Deferred("b", due=1.0))
         assert [w.task_id for w in lane.take_due(now=1.0)] == ["b"]
         assert stale.asked == 1 and len(lane) == 0
+
+    def test_settled_writes_at_the_head_go_as_new_ones_come_so_the_writer_wakes_for_the_rest(self):
+        lane = DeferredLane()
+        first, second, third = (_Deferred(task_id, due) for task_id, due in (("a", 1.0), ("b", 2.0), ("c", 3.0)))
+        for item in (first, second, third):
+            lane.append(item)
+        first.is_settled = third.is_settled = True  # "a" and "c" ended; "b" still runs
+        lane.append(_Deferred("d", due=4.0))
+        assert lane.next_due() == 2.0 and len(lane) == 3  # only the head is pruned
+        assert first.asked == 0  # a settled write is never asked for
+        second.is_settled = True
+        lane.append(_Deferred("e", due=5.0))
+        assert lane.next_due() == 4.0  # "b" and "c" went; "d" may still be needed
+        assert [w.task_id for w in lane.take_due(now=5.0)] == ["d", "e"]
 
     def test_flush_makes_every_write_due(self):
         lane = DeferredLane()
