@@ -68,7 +68,8 @@ def build_status(obs: Observation, settings: FileIntelSettings) -> TaskStatus:
     meta, record = obs.meta, obs.record
     meta_state = meta.get("status") if meta else obs.head_state
     stored = obs.stored_bytes is not None or meta is not None or obs.unreadable is not None
-    if stored and _ended_after_what_is_stored(meta_state, record):
+    overwritten = stored and _success_written_over(meta_state, record, obs.now)
+    if stored and (overwritten or _ended_after_what_is_stored(meta_state, record)):
         meta, meta_state, stored = None, None, False  # what is stored is not its result
     expires_setting = obs.result_expires_s
     if record is not None and record.result_expires_s is not None:
@@ -112,7 +113,10 @@ def build_status(obs: Observation, settings: FileIntelSettings) -> TaskStatus:
         # start and end times still tell how long it ran.
         runtime_s = round(max(0.0, (completed_at - record.started_at).total_seconds()), 6)
 
-    facts = Facts(obs, phase, state, stored, expired, completed_at, result_expires_at, expires_setting, outcome)
+    facts = Facts(
+        obs, phase, state, stored, expired, completed_at, result_expires_at, expires_setting, outcome,
+        written_over_by=obs.meta.get("status") if overwritten and obs.meta else None,
+    )
     return TaskStatus(
         task_id=obs.task_id,
         phase=phase,
@@ -168,6 +172,20 @@ def _ended_after_what_is_stored(meta_state: str | None, record: TaskRecord | Non
     if record.state in (states.IGNORED, states.REJECTED):
         return True
     return record.state == states.SUCCESS and record.ignore_result
+
+
+def _success_written_over(meta_state: str | None, record: TaskRecord | None, now: datetime) -> bool:
+    """Celery stored RETRY over the task's success. A task retried at once (``countdown=0``)
+    can run again, and succeed, while its first run still stores RETRY; Celery reads what is
+    stored, then writes, so that RETRY can land last. Our record kept the success (a terminal
+    record never goes back); Celery's key holds a state the task has left, and its result is
+    gone. Only while that result would still be stored: Celery never writes over a stored
+    success, so after its expiry a RETRY is a new run of the same id."""
+    if meta_state != states.RETRY or record is None or record.state != states.SUCCESS:
+        return False
+    if record.result_never_expires:
+        return True
+    return record.result_expires_at is not None and record.result_expires_at > now
 
 
 def _worker_lost(obs: Observation, phase: Phase, settings: FileIntelSettings) -> bool:

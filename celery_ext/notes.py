@@ -37,6 +37,8 @@ class Facts:
     expires_at: datetime | None
     expires_setting: int | None
     outcome: Outcome | None
+    #: The state Celery stored over the task's success (``classify._success_written_over``).
+    written_over_by: str | None = None
 
 
 def notes_for(f: Facts, settings: FileIntelSettings) -> list[str]:
@@ -83,7 +85,14 @@ def notes_for(f: Facts, settings: FileIntelSettings) -> list[str]:
             "its visibility_timeout, 1 h by default); otherwise send it again."
         )
     done = fmt_time(f.completed_at) or "an unknown time"
-    if f.outcome is Outcome.EVICTED and record is not None:
+    if f.written_over_by is not None:
+        notes.append(
+            f"It succeeded at {done}, but Celery then stored {f.written_over_by} over its result: "
+            "it was retried at once (countdown=0) and its new run succeeded while the old one "
+            "was still storing RETRY. It will not run again; its result is lost. A retry "
+            "countdown of a second or more makes this unlikely."
+        )
+    elif f.outcome is Outcome.EVICTED and record is not None:
         ahead = f" ahead of its expiry at {fmt_time(record.result_expires_at)}" if record.result_expires_at else ""
         notes.append(
             f"It finished at {done}, but its result is gone{ahead} ({setting_text}): it was "

@@ -73,7 +73,7 @@ class Outcome(str, enum.Enum):
     REVOKED = "revoked"
     LOST = "lost"  # its worker died while it ran
     EXPIRED = "expired"  # succeeded; the result outlived result_expires
-    EVICTED = "evicted"  # succeeded; the result is gone ahead of its expiry (DEL, maxmemory)
+    EVICTED = "evicted"  # succeeded; the result is gone ahead of its expiry (DEL, maxmemory, a late RETRY)
     NO_RESULT = "no_result"  # succeeded; nothing is stored (ignore_result, rpc://)
     NOT_READABLE = "not_readable"  # stored, but this reader cannot decode it
     TOO_LARGE = "too_large"  # stored, above fileintel_max_result_bytes: download it

@@ -82,7 +82,8 @@ def _evicted(s: TaskStatus) -> str:
     ahead = f" before its expiry at {when(s.result_expires_at)}" if s.result_expires_at else ""
     return (
         f"task {s.task_id} {_finished(s)}, but its result is gone{ahead}: it was deleted "
-        "(forget(), a manual DEL) or evicted by Redis under memory pressure (check maxmemory-policy)."
+        "(forget(), a manual DEL), written over, or evicted by Redis under memory pressure "
+        "(check maxmemory-policy); the notes say which when it is known."
     )
 
 

@@ -130,6 +130,26 @@ def test_a_task_that_rejected_its_message_failed(app, worker):
     harness.wait_for(lambda: rejected.id in recent_task_ids(app, "failed"), what="the record's end in the failed index")
 
 
+def test_a_success_that_celery_wrote_a_late_retry_over_reads_succeeded(app, worker, redis_client):
+    """A task retried at once can succeed while its first run still stores RETRY (Celery
+    reads, then writes): the RETRY lands over the success. Made here by storing that RETRY by
+    hand, as Celery's late write would, with the result's TTL."""
+    from celery.exceptions import Retry
+
+    result = proj.add.delay(2, 3)
+    assert result.get(timeout=30) == 5
+    wait_for(app, result.id, lambda s: s.runtime_s is not None)  # the record has its end
+    backend, key = app.backend, store_for(app).meta_key(result.id)
+    retry = backend.encode_result(Retry("retry at once"), "RETRY")  # as Celery's store_result does
+    meta = backend._get_result_meta(result=retry, state="RETRY", traceback=None, request=None)
+    redis_client.set(key, backend.encode({**meta, "task_id": result.id}), ex=redis_client.ttl(key))
+    status = describe_checked(app, result.id)
+    assert status.phase is Phase.SUCCEEDED and status.outcome is Outcome.EVICTED, status
+    assert any("stored RETRY over its result" in note for note in status.notes)
+    run = run_celery("fileintel", "result", result.id)
+    assert run.returncode == 3 and "written over" in run.stderr, run.stderr
+
+
 def test_a_failure_keeps_its_traceback_after_its_result_expired(app, worker, redis_client):
     result = proj.fail.delay("disk full on /data")
     wait_for(app, result.id, lambda s: s.phase is Phase.FAILED and s.runtime_s is not None)

@@ -117,6 +117,18 @@ CASES = [
         Outcome.FAILED,
     ),
     (
+        "succeeded, then a late RETRY of its first run stored over its result",
+        observe(meta("RETRY"), record("SUCCESS", completed_at=AGO[5], retries=1, result_bytes=120, result_expires_at=NOW + timedelta(hours=1))),
+        Phase.SUCCEEDED,
+        Outcome.EVICTED,
+    ),
+    (
+        "succeeded long ago, its result expired, then sent again with its id and retrying",
+        observe(meta("RETRY"), record("SUCCESS", completed_at=AGO[7200], result_bytes=120, result_expires_at=AGO[3600])),
+        Phase.RETRYING,
+        Outcome.NOT_READY,
+    ),
+    (
         "failed, then sent again with its id and running",
         observe(meta("STARTED"), record("FAILURE", error_type="ValueError")),
         Phase.RUNNING,
@@ -259,6 +271,19 @@ def test_a_task_that_ended_with_ignore_or_reject_says_so_and_shows_no_stored_sta
     assert rejected.error is not None and (rejected.error.type, rejected.error.message) == ("Reject", "bad input")
     assert sentence(rejected) == f"task {TID} failed (Reject: bad input): it has no result, only an error."
     assert any("Reject without requeue" in note for note in rejected.notes)
+
+
+def test_a_success_celery_wrote_a_late_retry_over_says_so():
+    """A task retried at once can succeed before its first run's RETRY is stored: Celery's
+    key then says RETRY for good; the record's success is the truth, and the result is lost."""
+    done = record("SUCCESS", completed_at=AGO[5], retries=1, result_bytes=120, result_expires_at=NOW + timedelta(hours=1))
+    status = build_status(observe(meta("RETRY", {"exc_type": "Retry"}), done), SETTINGS)
+    assert status.state == "SUCCESS" and status.completed_at == AGO[5] and status.result is None
+    assert not status.result_available and status.progress is None
+    assert "written over" in sentence(status)
+    [note] = status.notes
+    assert "Celery then stored RETRY over its result" in note and "will not run again" in note
+    assert "maxmemory" not in note  # the cause is known
 
 
 def test_a_lost_task_says_when_its_worker_was_last_seen():
