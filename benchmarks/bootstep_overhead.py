@@ -123,15 +123,19 @@ def _threads_schedstat(processes: list[psutil.Process]) -> tuple[float, float]:
     side = wait = 0.0
     for p in processes:
         try:
-            for tid in os.listdir(f"/proc/{p.pid}/task"):
+            tids = os.listdir(f"/proc/{p.pid}/task")
+        except OSError:  # the process is gone
+            continue
+        for tid in tids:
+            try:
                 with open(f"/proc/{p.pid}/task/{tid}/schedstat") as f:
                     on_cpu, waiting, _ = (int(v) for v in f.read().split())
-                if int(tid) == p.pid:
-                    wait += waiting / 1e9
-                else:
-                    side += on_cpu / 1e9
-        except OSError:  # the process or thread is gone, or no schedstat
-            pass
+            except OSError:  # the thread is gone, or no schedstat
+                continue
+            if int(tid) == p.pid:
+                wait += waiting / 1e9
+            else:
+                side += on_cpu / 1e9
     return side, wait
 
 

@@ -95,6 +95,32 @@ class TestDeferredLane:
         assert [w.task_id for w in lane.take_due(now=0.0, flush=True)] == ["a", "b"]
 
 
+def test_a_stream_of_short_tasks_does_not_wake_the_writer_for_each(monkeypatch):
+    """The writer sleeps until the head of the lane falls due (and its slack). A task that
+    starts while the one before has ended replaces it at the head, later: no wake."""
+    from celery_ext.writer import DUE_SLACK
+
+    monkeypatch.setattr(RecordWriter, "_run", lambda self: None)  # the test plays the thread's part
+    writer = RecordWriter(Celery("wakes", broker="redis://127.0.0.1:1/0", backend="redis://127.0.0.1:1/0"))
+    writer._wake_at = float("inf")  # idle: nothing to wait for
+    wakes: list[None] = []
+    monkeypatch.setattr(writer, "_wake", lambda: wakes.append(None))
+
+    def start(due: float) -> Run:
+        run = Run(str(uuid.uuid4()), types.SimpleNamespace(delivery_info={}), writer, 1, 0.0, {"started_at": 1.0}, due=due)
+        writer.defer(run)
+        return run
+
+    run = start(10.0)
+    assert len(wakes) == 1  # an idle writer wakes for the first
+    writer._wake_at = 10.0 + DUE_SLACK  # as the thread then sleeps
+    for i in range(1, 50):
+        run.end()
+        run = start(10.0 + i / 1000)
+    assert len(wakes) == 1
+    assert len(writer._lanes[Run]) == 1  # the ended runs went as the next ones came
+
+
 class TestRunClaims:
     """A task's "started" write and its end decide, each for the other, what is written."""
 
