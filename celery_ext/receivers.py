@@ -13,12 +13,11 @@ goes another way: a successful task's end rides with Celery's own write of its r
 and no round trip of its own; ``end_riding_along`` decides when. That is most tasks' only
 record write. The tasks running in this process are kept in ``running.py``. A task that
 raises ``Ignore`` or ``Reject`` sends no signal: a hook on Celery's tracer ends it
-(``_wrap_trace_info``).
+(``trace_hook.py``).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -38,6 +37,7 @@ from celery_ext.record_writes import Deferred, RecordWrite
 from celery_ext.records import store_for
 from celery_ext.running import STARTED_WAIT, RecordEnd, Run, stored_result_fields
 from celery_ext.task_record import RecordFields, stored_text
+from celery_ext.trace_hook import connect_ignore_or_reject
 from celery_ext.writer import RecordWriter, flush_all, writer_for
 
 __all__ = ["end_riding_along", "keep_last_progress", "bounded_traceback", "Receipt"]
@@ -240,9 +240,11 @@ class Receipt:
         return request is None or getattr(request, "time_start", None) is not None
 
     def write_if_needed(self) -> RecordWrite | None:
+        if self.settled():
+            return None
         request = self.request()
         task_id = getattr(request, "id", None)
-        if task_id is None or getattr(request, "time_start", None) is not None:
+        if task_id is None:
             return None
         fields: RecordFields = {
             "received_at": self.received_at,
@@ -402,30 +404,7 @@ def _on_ignore_or_reject(task: Any, request: Any, exc: BaseException | None) -> 
     _queue_write(app, task_id, state, fields, direct=run is not None, leaves_active=leaves_active)
 
 
-def _wrap_trace_info() -> None:
-    """Hook Celery's handling of ``Ignore`` and ``Reject`` in the tracer (``TraceInfo``; no
-    cost to any other task). Once per process; idempotent."""
-    from celery.app.trace import TraceInfo
-
-    for name in ("handle_ignore", "handle_reject"):
-        original = getattr(TraceInfo, name)
-        if getattr(original, "_fileintel_ends_run", False):
-            continue
-
-        def handled(self: Any, task: Any, req: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            try:
-                return _original(self, task, req, *args, **kwargs)
-            finally:
-                try:
-                    _on_ignore_or_reject(task, req, getattr(self, "retval", None))
-                except Exception:  # pragma: no cover - defensive: a record never breaks a task
-                    logger.exception("fileintel: could not record how task %s ended", getattr(req, "id", None))
-
-        setattr(handled, "_fileintel_ends_run", True)
-        setattr(TraceInfo, name, functools.wraps(original)(handled))
-
-
-_wrap_trace_info()
+connect_ignore_or_reject(_on_ignore_or_reject)
 
 
 @signals.task_revoked.connect(weak=False, dispatch_uid="fileintel.task_revoked")

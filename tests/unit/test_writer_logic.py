@@ -16,7 +16,7 @@ import pytest
 from celery import Celery
 from celery.exceptions import Ignore, Reject
 
-from celery_ext import end_script, measure, receivers, running, written_ids
+from celery_ext import end_script, measure, receivers, running, trace_hook, written_ids
 from celery_ext.liveness import INCARNATION_ENV
 from celery_ext.receivers import Receipt
 from celery_ext.record_writes import DeferredLane, RecordWrite, coalesce
@@ -203,6 +203,13 @@ class TestIgnoreAndReject:
         except Ignore as exc:  # the tracer handles it in its except clause, and logs it
             TraceInfo("IGNORED", exc).handle_ignore(task, Context(id="x", hostname="w@h"))
         assert [(c[0], c[1]) for c in queued] == [("x", "IGNORED")]
+
+    def test_the_hook_wraps_celerys_tracer_once_per_process(self):
+        from celery.app.trace import TraceInfo
+
+        hooked = (TraceInfo.handle_ignore, TraceInfo.handle_reject)  # by importing receivers
+        trace_hook.connect_ignore_or_reject(lambda task, request, exc: None)
+        assert (TraceInfo.handle_ignore, TraceInfo.handle_reject) == hooked
 
 
 class TestReceipt:
