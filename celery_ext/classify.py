@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from enum import Enum
 from typing import Any
 
 from celery import states
@@ -68,9 +69,9 @@ def build_status(obs: Observation, settings: FileIntelSettings) -> TaskStatus:
     meta, record = obs.meta, obs.record
     meta_state = meta.get("status") if meta else obs.head_state
     stored = obs.stored_bytes is not None or meta is not None or obs.unreadable is not None
-    overwritten = stored and _success_written_over(meta_state, record, obs.now)
-    if stored and (overwritten or _ended_after_what_is_stored(meta_state, record)):
-        meta, meta_state, stored = None, None, False  # what is stored is not its result
+    stale = _why_stored_is_not_its_result(meta_state, record, obs.now) if stored else None
+    if stale is not None:
+        meta, meta_state, stored = None, None, False
     expires_setting = obs.result_expires_s
     if record is not None and record.result_expires_s is not None:
         expires_setting = record.result_expires_s or None
@@ -115,7 +116,7 @@ def build_status(obs: Observation, settings: FileIntelSettings) -> TaskStatus:
 
     facts = Facts(
         obs, phase, state, stored, expired, completed_at, result_expires_at, expires_setting, outcome,
-        written_over_by=obs.meta.get("status") if overwritten and obs.meta else None,
+        written_over_by=obs.meta.get("status") if stale is _Stale.WRITTEN_OVER and obs.meta else None,
     )
     return TaskStatus(
         task_id=obs.task_id,
@@ -162,30 +163,41 @@ def _state_and_phase(meta_state: str | None, stored: bool, record: TaskRecord | 
     return None, Phase.UNKNOWN
 
 
-def _ended_after_what_is_stored(meta_state: str | None, record: TaskRecord | None) -> bool:
-    """The task stored a state that is not final (``task_track_started``'s STARTED, an
-    ``update_state``), then ended in a way Celery stores nothing for (``Ignore``, ``Reject``,
-    ``ignore_result``): our record has its end, Celery's key only what came before. (A failure
-    or a revocation Celery stores itself: a state after one is a new run of the same id.)"""
+class _Stale(Enum):
+    """Why what Celery stored under a task's id is not that task's result."""
+
+    #: The task stored a state that is not final (``task_track_started``'s STARTED, an
+    #: ``update_state``), then ended in a way Celery stores nothing for (``Ignore``,
+    #: ``Reject``, ``ignore_result``): our record has its end, Celery's key only what came
+    #: before. (A failure or a revocation Celery stores itself: a state after one is a new
+    #: run of the same id.)
+    ENDED_WITHOUT_STORING = "ended without storing"
+    #: Celery stored RETRY over the task's success. A task retried at once (``countdown=0``)
+    #: can run again, and succeed, while its first run still stores RETRY; Celery reads what
+    #: is stored, then writes, so that RETRY can land last. Our record kept the success (a
+    #: terminal record never goes back); Celery's key holds a state the task has left, and
+    #: its result is gone.
+    WRITTEN_OVER = "written over"
+
+
+def _why_stored_is_not_its_result(meta_state: str | None, record: TaskRecord | None, now: datetime) -> _Stale | None:
+    """Why the state Celery stored is not the task's result, going by our record's end; None
+    when it is (or the record cannot tell)."""
     if meta_state is None or record is None or classify(meta_state).finished:
-        return False
+        return None
     if record.state in (states.IGNORED, states.REJECTED):
-        return True
-    return record.state == states.SUCCESS and record.ignore_result
-
-
-def _success_written_over(meta_state: str | None, record: TaskRecord | None, now: datetime) -> bool:
-    """Celery stored RETRY over the task's success. A task retried at once (``countdown=0``)
-    can run again, and succeed, while its first run still stores RETRY; Celery reads what is
-    stored, then writes, so that RETRY can land last. Our record kept the success (a terminal
-    record never goes back); Celery's key holds a state the task has left, and its result is
-    gone. Only while that result would still be stored: Celery never writes over a stored
-    success, so after its expiry a RETRY is a new run of the same id."""
-    if meta_state != states.RETRY or record is None or record.state != states.SUCCESS:
-        return False
-    if record.result_never_expires:
-        return True
-    return record.result_expires_at is not None and record.result_expires_at > now
+        return _Stale.ENDED_WITHOUT_STORING
+    if record.state != states.SUCCESS:
+        return None
+    if record.ignore_result:
+        return _Stale.ENDED_WITHOUT_STORING
+    # Only while the success's result would still be stored: Celery never writes over a
+    # stored success, so after its expiry a RETRY is a new run of the same id.
+    if meta_state == states.RETRY and (
+        record.result_never_expires or (record.result_expires_at is not None and record.result_expires_at > now)
+    ):
+        return _Stale.WRITTEN_OVER
+    return None
 
 
 def _worker_lost(obs: Observation, phase: Phase, settings: FileIntelSettings) -> bool:

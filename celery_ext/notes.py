@@ -37,7 +37,7 @@ class Facts:
     expires_at: datetime | None
     expires_setting: int | None
     outcome: Outcome | None
-    #: The state Celery stored over the task's success (``classify._success_written_over``).
+    #: The state Celery stored over the task's success (``classify._Stale.WRITTEN_OVER``).
     written_over_by: str | None = None
 
 
