@@ -116,7 +116,7 @@ def build_status(obs: Observation, settings: FileIntelSettings) -> TaskStatus:
 
     facts = Facts(
         obs, phase, state, stored, expired, completed_at, result_expires_at, expires_setting, outcome,
-        written_over_by=obs.meta.get("status") if stale is _Stale.WRITTEN_OVER and obs.meta else None,
+        written_over=stale is _Stale.WRITTEN_OVER,
     )
     return TaskStatus(
         task_id=obs.task_id,

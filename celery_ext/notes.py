@@ -37,8 +37,8 @@ class Facts:
     expires_at: datetime | None
     expires_setting: int | None
     outcome: Outcome | None
-    #: The state Celery stored over the task's success (``classify._Stale.WRITTEN_OVER``).
-    written_over_by: str | None = None
+    #: Celery stored RETRY over the task's success (``classify._Stale.WRITTEN_OVER``).
+    written_over: bool = False
 
 
 def notes_for(f: Facts, settings: FileIntelSettings) -> list[str]:
@@ -85,9 +85,9 @@ def notes_for(f: Facts, settings: FileIntelSettings) -> list[str]:
             "its visibility_timeout, 1 h by default); otherwise send it again."
         )
     done = fmt_time(f.completed_at) or "an unknown time"
-    if f.written_over_by is not None:
+    if f.written_over:
         notes.append(
-            f"It succeeded at {done}, but Celery then stored {f.written_over_by} over its result: "
+            f"It succeeded at {done}, but Celery then stored RETRY over its result: "
             "it was retried at once (countdown=0) and its new run succeeded while the old one "
             "was still storing RETRY. It will not run again; its result is lost. A retry "
             "countdown of a second or more makes this unlikely."

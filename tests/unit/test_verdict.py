@@ -284,6 +284,9 @@ def test_a_success_celery_wrote_a_late_retry_over_says_so():
     [note] = status.notes
     assert "Celery then stored RETRY over its result" in note and "will not run again" in note
     assert "maxmemory" not in note  # the cause is known
+    # A RETRY too large to load is read from its payload's head: the same verdict, the same note.
+    from_head = build_status(observe(stored_bytes=50_000_000, head_state="RETRY", rec=done), SETTINGS)
+    assert from_head.notes == status.notes and sentence(from_head) == sentence(status)
 
 
 def test_a_lost_task_says_when_its_worker_was_last_seen():
