@@ -5,17 +5,29 @@ prefork, concurrency 2), with and without the bootstep, alternated round by roun
 Prints for each pool the median tasks/s of each, the median of the rounds' paired ratios (a
 round's two runs are back to back: their ratio is free of the drift between rounds), CPU per
 task of the worker (main process and pool processes apart, each with what its threads beside
-the main one spent: with install(), the bootstep's) and of Redis, and the Redis commands per
-task. Targets: paired ratio >= 0.95, commands <= stock + 3.
+the main one spent: with install(), the bootstep's) and of Redis, how long the main threads
+and Redis waited for a CPU, and the Redis commands per task. Targets: paired ratio >= 0.95,
+commands <= stock + 3.
 
 The producer is stock (no install()), as in most deployments' hot path; a producer with
 install() adds its "sent" write (benchmarks/read_after_send.py measures that).
+
+``--layouts`` says how the worker and Redis share the CPUs (each pool runs in each):
+
+- ``shared`` (the default): every process may run on every CPU, as on a laptop or a small
+  all-in-one box. On a 2-core machine the prefork worker's three busy processes and Redis
+  then compete for two CPUs, and the worker's main process waits for Redis's replies while
+  Redis waits for a CPU: the ratio measures that scheduling as well as the bootstep.
+- ``redis-apart``: Redis has a CPU of its own and the worker the others (Linux CPU affinity,
+  set on every thread), as when Redis runs on its own host. Skipped where there is a single
+  CPU or the affinity cannot be set.
 
 ``--control`` runs stock Celery in both arms: what the paired ratio reads when nothing
 differs, i.e. the noise of this machine for that many rounds (a ratio to stock is worth
 reading only beside it). Each pool also prints the spread of the rounds' ratios.
 
-    .venv/bin/python benchmarks/bootstep_overhead.py [--tasks 2000] [--rounds 5] [--pools threads,prefork] [--control]
+    .venv/bin/python benchmarks/bootstep_overhead.py [--tasks 2000] [--rounds 5] [--pools threads,prefork]
+        [--layouts shared,redis-apart] [--control]
 """
 
 from __future__ import annotations
@@ -35,6 +47,11 @@ from _common import REPO_ROOT, RedisServer, machine_line, median
 TASKS = 2000
 
 
+def server_pid(client) -> int:
+    """The redis-server's process id."""
+    return int(client.info("server")["process_id"])
+
+
 def redis_commands(client) -> int:
     """Commands the server executed so far, less our own INFO and EXISTS polling."""
     stats = client.info("commandstats")
@@ -43,15 +60,38 @@ def redis_commands(client) -> int:
 
 POOLS = {"threads": 4, "prefork": 2}
 
+#: How the worker and Redis share the CPUs (see the module's docstring).
+LAYOUTS = ("shared", "redis-apart")
+
+
+def cpu_layout(layout: str) -> tuple[set[int], set[int]] | None:
+    """The CPUs of the worker and of Redis in ``layout``; None where it cannot be made (one CPU)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if layout == "shared":
+        return set(cpus), set(cpus)
+    if len(cpus) < 2:
+        return None
+    return set(cpus[:-1]), {cpus[-1]}
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Keep every thread of process ``pid`` on ``cpus`` (threads it starts later inherit it)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:  # the thread has ended
+            pass
+
 
 def one_round(
-    redis: RedisServer, pool: str, installed: bool, tasks: int, costs: dict[str, list[float]], prefix: str
+    redis: RedisServer, pool: str, installed: bool, tasks: int, costs: dict[str, list[float]], prefix: str,
+    worker_cpus: set[int],
 ) -> float:
     """Tasks per second the worker completed: from its first to its last ``date_done``.
 
     All tasks are sent while the worker is stopped (SIGSTOP), so it starts on a full queue:
     never starved, and never sharing the CPU with the producer. Completion is polled gently
-    (every 100 ms) so the poll does not load Redis.
+    (every 100 ms) so the poll does not load Redis. The worker's processes run on ``worker_cpus``.
 
     Also appends to ``costs`` (names prefixed with ``prefix``, the arm's): CPU time per task of the
     worker's main process, of its pool processes and of Redis (steadier than throughput on a
@@ -60,24 +100,27 @@ def one_round(
            "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.abspath(__file__)), str(REPO_ROOT)])}
     client = redis.client()
     client.flushdb()
+    redis_pid = server_pid(client)
     from bench_app import app, noop
 
     with _worker(pool, env) as worker:
         ids = []
         main = psutil.Process(worker.pid)
         pool_processes = main.children(recursive=True)
+        for process in (main, *pool_processes):
+            pin(process.pid, worker_cpus)
         commands_before = redis_commands(client)
         with _paused([main, *pool_processes]):
             with app.producer_or_acquire() as producer:
                 for _ in range(tasks):
                     ids.append(noop.apply_async(producer=producer).id)
-            before = _costs(main, pool_processes, client)
+            before = _costs(main, pool_processes, client, redis_pid)
         keys = [f"celery-task-meta-{i}" for i in ids]
         while client.exists(*keys) < tasks:
             time.sleep(0.1)
         elapsed = _completion_span(app, client, keys)
         time.sleep(0.5)  # let the last record writes land before counting
-        after = _costs(main, pool_processes, client)
+        after = _costs(main, pool_processes, client, redis_pid)
         for name, a, b in zip(CPU_COSTS, before, after):
             costs[prefix + name].append((b - a) / tasks)
         costs[prefix + "commands"].append((redis_commands(client) - commands_before) / tasks)
@@ -102,16 +145,20 @@ def _completion_span(app, client, keys: list[str]) -> float:
 
 
 #: What ``_costs`` reads, in this order.
-CPU_COSTS = ("main_cpu", "main_side_cpu", "main_wait", "pool_cpu", "pool_side_cpu", "pool_wait", "redis_cpu")
+CPU_COSTS = (
+    "main_cpu", "main_side_cpu", "main_wait", "pool_cpu", "pool_side_cpu", "pool_wait", "redis_cpu", "redis_wait"
+)
 
 
-def _costs(main: psutil.Process, pool_processes: list[psutil.Process], client) -> tuple[float, ...]:
+def _costs(main: psutil.Process, pool_processes: list[psutil.Process], client, redis_pid: int) -> tuple[float, ...]:
     """Seconds so far (``CPU_COSTS``): CPU of the worker's main process, of its threads but the
     main one, and its main thread's time waiting for a CPU; the same for the pool processes;
-    CPU of Redis."""
+    CPU of Redis, and its main thread's time waiting for a CPU."""
     main_side, main_wait = _threads_schedstat([main])
     pool_side, pool_wait = _threads_schedstat(pool_processes)
-    return _cpu([main]), main_side, main_wait, _cpu(pool_processes), pool_side, pool_wait, _redis_cpu(client)
+    redis_wait = _threads_schedstat([psutil.Process(redis_pid)])[1]
+    return (_cpu([main]), main_side, main_wait, _cpu(pool_processes), pool_side, pool_wait,
+            _redis_cpu(client), redis_wait)
 
 
 def _threads_schedstat(processes: list[psutil.Process]) -> tuple[float, float]:
@@ -179,6 +226,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=TASKS)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pools", default="threads,prefork")
+    parser.add_argument("--layouts", default="shared", help=f"how the worker and Redis share the CPUs: {', '.join(LAYOUTS)}")
     parser.add_argument("--control", action="store_true", help="stock Celery in both arms: the noise floor")
     args = parser.parse_args()
     other = "stock again" if args.control else "with install"
@@ -187,32 +235,46 @@ def main() -> None:
     redis.start()
     # The harness's subprocess helpers and bench_app read these.
     os.environ["FILEINTEL_TEST_REDIS_URL"] = os.environ["FILEINTEL_BENCH_REDIS_URL"] = redis.url
+    redis_pid = server_pid(redis.client())
     results = {}
     try:
-        for pool in args.pools.split(","):
-            without: list[float] = []
-            with_: list[float] = []
-            costs: dict[str, list[float]] = collections.defaultdict(list)
-            for r in range(args.rounds):
-                # Alternate which goes first, so drift on a shared machine hits both alike.
-                order = [False, True] if r % 2 == 0 else [True, False]
-                for second_arm in order:
-                    installed = second_arm and not args.control
-                    rate = one_round(redis, pool, installed, args.tasks, costs, "" if second_arm else "stock_")
-                    (with_ if second_arm else without).append(rate)
-                    label = other if second_arm else "stock Celery"
-                    print(f"  {pool} round {r + 1}: {label:<12} {rate:7.0f} tasks/s", flush=True)
-            results[pool] = (without, with_, costs)
+        for layout in args.layouts.split(","):
+            cpus = cpu_layout(layout)
+            if cpus is None:
+                print(f"  layout {layout}: skipped, it needs two CPUs or more", flush=True)
+                continue
+            worker_cpus, redis_cpus = cpus
+            try:
+                pin(redis_pid, redis_cpus)
+            except OSError as exc:
+                print(f"  layout {layout}: skipped, CPU affinity cannot be set here ({exc})", flush=True)
+                continue
+            for pool in args.pools.split(","):
+                without: list[float] = []
+                with_: list[float] = []
+                costs: dict[str, list[float]] = collections.defaultdict(list)
+                for r in range(args.rounds):
+                    # Alternate which goes first, so drift on a shared machine hits both alike.
+                    order = [False, True] if r % 2 == 0 else [True, False]
+                    for second_arm in order:
+                        installed = second_arm and not args.control
+                        prefix = "" if second_arm else "stock_"
+                        rate = one_round(redis, pool, installed, args.tasks, costs, prefix, worker_cpus)
+                        (with_ if second_arm else without).append(rate)
+                        label = other if second_arm else "stock Celery"
+                        print(f"  {pool}, {layout}, round {r + 1}: {label:<12} {rate:7.0f} tasks/s", flush=True)
+                results[pool, layout] = (without, with_, costs)
     finally:
         redis.close()
     print()
     print(f"bootstep overhead: {args.tasks} no-op tasks, median of {args.rounds} rounds ({machine_line()})")
     print(f"  {'':<30} {'stock Celery':>14} {other:>14} {'':>10}")
-    for pool, (without, with_, costs) in results.items():
+    for (pool, layout), (without, with_, costs) in results.items():
         a, b = median(without), median(with_)
         # A round's pair ran back to back: its ratio is free of the drift between rounds.
         ratios = sorted(w / s for w, s in zip(with_, without))
-        print(f"  {pool} x{POOLS[pool]}")
+        where = "worker and Redis share the CPUs" if layout == "shared" else "Redis on a CPU of its own"
+        print(f"  {pool} x{POOLS[pool]}, {where}")
         print(f"    {'tasks/s':<28} {a:14.0f} {b:14.0f}   ratio of medians {b / a:.3f}")
         print(f"    {'paired ratio (median)':<28} {'':>14} {median(ratios):14.3f}   {target}")
         print(f"    {'ratio per round':<28} {'':>14} {ratios[0]:8.3f}-{ratios[-1]:.3f}   middle half {quartiles(ratios)}")
@@ -228,10 +290,12 @@ def main() -> None:
             for label, (cpu_a, cpu_b) in (("  in main's other threads", cpu["main_side_cpu"]),
                                           ("  in pool's other threads", cpu["pool_side_cpu"])):
                 print(f"      {label:<26} {cpu_a * 1e6:14.1f} {cpu_b * 1e6:14.1f}   {(cpu_b - cpu_a) * 1e6:+.1f} us")
-            print("    waiting for a CPU per task (us): runnable, not running")
-            for label, (wait_a, wait_b) in (("main process, main thread", cpu["main_wait"]),
-                                            ("pool processes, main threads", cpu["pool_wait"])):
-                print(f"      {label:<26} {wait_a * 1e6:14.1f} {wait_b * 1e6:14.1f}   {(wait_b - wait_a) * 1e6:+.1f} us")
+        print("    waiting for a CPU per task (us): runnable, not running")
+        waits = [("Redis, main thread", cpu["redis_wait"])]
+        if pool != "threads":
+            waits[:0] = [("main process, main thread", cpu["main_wait"]), ("pool processes, main threads", cpu["pool_wait"])]
+        for label, (wait_a, wait_b) in waits:
+            print(f"      {label:<26} {wait_a * 1e6:14.1f} {wait_b * 1e6:14.1f}   {(wait_b - wait_a) * 1e6:+.1f} us")
         cmd_a, cmd_b = median(costs["stock_commands"]), median(costs["commands"])
         print(f"    {'Redis commands per task':<28} {cmd_a:14.1f} {cmd_b:14.1f}   {cmd_b - cmd_a:+.1f} (target <= +3; Lua-internal included)")
         if costs["record_bytes"]:
