@@ -229,6 +229,9 @@ def main() -> None:
     parser.add_argument("--layouts", default="shared", help=f"how the worker and Redis share the CPUs: {', '.join(LAYOUTS)}")
     parser.add_argument("--control", action="store_true", help="stock Celery in both arms: the noise floor")
     args = parser.parse_args()
+    unknown = set(args.layouts.split(",")) - set(LAYOUTS)
+    if unknown:
+        parser.error(f"unknown layout {', '.join(sorted(unknown))}: choose from {', '.join(LAYOUTS)}")
     other = "stock again" if args.control else "with install"
     target = "1 when nothing differs" if args.control else "target >= 0.95"
     redis = RedisServer()
