@@ -85,13 +85,14 @@ def pin(pid: int, cpus: set[int]) -> None:
 
 def one_round(
     redis: RedisServer, pool: str, installed: bool, tasks: int, costs: dict[str, list[float]], prefix: str,
-    worker_cpus: set[int],
+    worker_cpus: set[int], redis_pid: int,
 ) -> float:
     """Tasks per second the worker completed: from its first to its last ``date_done``.
 
     All tasks are sent while the worker is stopped (SIGSTOP), so it starts on a full queue:
     never starved, and never sharing the CPU with the producer. Completion is polled gently
-    (every 100 ms) so the poll does not load Redis. The worker's processes run on ``worker_cpus``.
+    (every 100 ms) so the poll does not load Redis. The worker's processes run on ``worker_cpus``;
+    ``redis_pid`` is the server's, for its CPU time and its wait for a CPU.
 
     Also appends to ``costs`` (names prefixed with ``prefix``, the arm's): CPU time per task of the
     worker's main process, of its pool processes and of Redis (steadier than throughput on a
@@ -100,7 +101,6 @@ def one_round(
            "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.abspath(__file__)), str(REPO_ROOT)])}
     client = redis.client()
     client.flushdb()
-    redis_pid = server_pid(client)
     from bench_app import app, noop
 
     with _worker(pool, env) as worker:
@@ -262,7 +262,7 @@ def main() -> None:
                     for second_arm in order:
                         installed = second_arm and not args.control
                         prefix = "" if second_arm else "stock_"
-                        rate = one_round(redis, pool, installed, args.tasks, costs, prefix, worker_cpus)
+                        rate = one_round(redis, pool, installed, args.tasks, costs, prefix, worker_cpus, redis_pid)
                         (with_ if second_arm else without).append(rate)
                         label = other if second_arm else "stock Celery"
                         print(f"  {pool}, {layout}, round {r + 1}: {label:<12} {rate:7.0f} tasks/s", flush=True)
@@ -294,9 +294,10 @@ def main() -> None:
                                           ("  in pool's other threads", cpu["pool_side_cpu"])):
                 print(f"      {label:<26} {cpu_a * 1e6:14.1f} {cpu_b * 1e6:14.1f}   {(cpu_b - cpu_a) * 1e6:+.1f} us")
         print("    waiting for a CPU per task (us): runnable, not running")
-        waits = [("Redis, main thread", cpu["redis_wait"])]
-        if pool != "threads":
-            waits[:0] = [("main process, main thread", cpu["main_wait"]), ("pool processes, main threads", cpu["pool_wait"])]
+        waits = [] if pool == "threads" else [
+            ("main process, main thread", cpu["main_wait"]), ("pool processes, main threads", cpu["pool_wait"])
+        ]
+        waits.append(("Redis, main thread", cpu["redis_wait"]))
         for label, (wait_a, wait_b) in waits:
             print(f"      {label:<26} {wait_a * 1e6:14.1f} {wait_b * 1e6:14.1f}   {(wait_b - wait_a) * 1e6:+.1f} us")
         cmd_a, cmd_b = median(costs["stock_commands"]), median(costs["commands"])
