@@ -6,8 +6,8 @@ Prints for each pool the median tasks/s of each, the median of the rounds' paire
 round's two runs are back to back: their ratio is free of the drift between rounds), CPU per
 task of the worker (main process and pool processes apart, each with what its threads beside
 the main one spent: with install(), the bootstep's) and of Redis, how long the main threads
-and Redis waited for a CPU, and the Redis commands per task. Targets: paired ratio >= 0.95,
-commands <= stock + 3.
+and Redis waited for a CPU and how many times they got one, and the Redis commands per task.
+Targets: paired ratio >= 0.95, commands <= stock + 3.
 
 The producer is stock (no install()), as in most deployments' hot path; a producer with
 install() adds its "sent" write (benchmarks/read_after_send.py measures that).
@@ -146,28 +146,32 @@ def _completion_span(app, client, keys: list[str]) -> float:
 
 #: What ``_costs`` reads, in this order.
 CPU_COSTS = (
-    "main_cpu", "main_side_cpu", "main_wait", "pool_cpu", "pool_side_cpu", "pool_wait", "redis_cpu", "redis_wait"
+    "main_cpu", "main_side_cpu", "main_wait", "main_turns", "pool_cpu", "pool_side_cpu", "pool_wait", "pool_turns",
+    "redis_cpu", "redis_wait", "redis_turns",
 )
 
 
 def _costs(main: psutil.Process, pool_processes: list[psutil.Process], client, redis_pid: int) -> tuple[float, ...]:
-    """Seconds so far (``CPU_COSTS``): CPU of the worker's main process, of its threads but the
-    main one, and its main thread's time waiting for a CPU; the same for the pool processes;
-    CPU of Redis, and its main thread's time waiting for a CPU."""
-    main_side, main_wait = _threads_schedstat([main])
-    pool_side, pool_wait = _threads_schedstat(pool_processes)
-    redis_wait = _threads_schedstat([psutil.Process(redis_pid)])[1]
-    return (_cpu([main]), main_side, main_wait, _cpu(pool_processes), pool_side, pool_wait,
-            _redis_cpu(client), redis_wait)
+    """So far (``CPU_COSTS``): CPU seconds of the worker's main process, of its threads but the
+    main one, its main thread's seconds waiting for a CPU and the times it got one; the same
+    for the pool processes; CPU seconds of Redis, its main thread's seconds waiting for a CPU
+    and the times it got one."""
+    main_side, main_wait, main_turns = _threads_schedstat([main])
+    pool_side, pool_wait, pool_turns = _threads_schedstat(pool_processes)
+    _, redis_wait, redis_turns = _threads_schedstat([psutil.Process(redis_pid)])
+    return (_cpu([main]), main_side, main_wait, main_turns, _cpu(pool_processes), pool_side, pool_wait, pool_turns,
+            _redis_cpu(client), redis_wait, redis_turns)
 
 
-def _threads_schedstat(processes: list[psutil.Process]) -> tuple[float, float]:
+def _threads_schedstat(processes: list[psutil.Process]) -> tuple[float, float, int]:
     """Seconds on a CPU of ``processes``' threads but their main ones (with ``install()``, the
-    record writer and the liveness beat; a stock prefork worker has none), and seconds their
-    main threads spent runnable, waiting for a CPU. From Linux's ``schedstat``, to the
-    nanosecond (``cpu_times`` counts in 10 ms ticks); a thread started since the last call
-    counts from zero; (0, 0) where ``schedstat`` is missing."""
+    record writer and the liveness beat; a stock prefork worker has none), seconds their main
+    threads spent runnable, waiting for a CPU, and the times the scheduler put their main
+    threads on a CPU (after a wait for I/O, or after being preempted). From Linux's ``schedstat``, to the nanosecond
+    (``cpu_times`` counts in 10 ms ticks); a thread started since the last call counts from
+    zero; (0, 0, 0) where ``schedstat`` is missing."""
     side = wait = 0.0
+    turns = 0
     for p in processes:
         try:
             tids = os.listdir(f"/proc/{p.pid}/task")
@@ -176,14 +180,15 @@ def _threads_schedstat(processes: list[psutil.Process]) -> tuple[float, float]:
         for tid in tids:
             try:
                 with open(f"/proc/{p.pid}/task/{tid}/schedstat") as f:
-                    on_cpu, waiting, _ = (int(v) for v in f.read().split())
+                    on_cpu, waiting, times_on = (int(v) for v in f.read().split())
             except OSError:  # the thread is gone, or no schedstat
                 continue
             if int(tid) == p.pid:
                 wait += waiting / 1e9
+                turns += times_on
             else:
                 side += on_cpu / 1e9
-    return side, wait
+    return side, wait, turns
 
 
 def _cpu(processes: list[psutil.Process]) -> float:
@@ -293,13 +298,21 @@ def main() -> None:
             for label, (cpu_a, cpu_b) in (("  in main's other threads", cpu["main_side_cpu"]),
                                           ("  in pool's other threads", cpu["pool_side_cpu"])):
                 print(f"      {label:<26} {cpu_a * 1e6:14.1f} {cpu_b * 1e6:14.1f}   {(cpu_b - cpu_a) * 1e6:+.1f} us")
-        print("    waiting for a CPU per task (us): runnable, not running")
-        waits = [] if pool == "threads" else [
-            ("main process, main thread", cpu["main_wait"]), ("pool processes, main threads", cpu["pool_wait"])
+        # The main threads whose scheduling is printed: (label, prefix of their CPU_COSTS).
+        main_threads = [] if pool == "threads" else [
+            ("main process, main thread", "main"), ("pool processes, main threads", "pool")
         ]
-        waits.append(("Redis, main thread", cpu["redis_wait"]))
-        for label, (wait_a, wait_b) in waits:
+        main_threads.append(("Redis, main thread", "redis"))
+        print("    waiting for a CPU per task (us): runnable, not running")
+        for label, who in main_threads:
+            wait_a, wait_b = cpu[who + "_wait"]
             print(f"      {label:<26} {wait_a * 1e6:14.1f} {wait_b * 1e6:14.1f}   {(wait_b - wait_a) * 1e6:+.1f} us")
+        # A thread waiting for a reply gets a CPU again when the reply comes: the more often it
+        # waits, the less work each turn does, and each turn costs system calls and a loop.
+        print("    times on a CPU per task: put on one after a wait for I/O or for a CPU")
+        for label, who in main_threads:
+            turns_a, turns_b = cpu[who + "_turns"]
+            print(f"      {label:<26} {turns_a:14.2f} {turns_b:14.2f}   {turns_b - turns_a:+.2f}")
         cmd_a, cmd_b = median(costs["stock_commands"]), median(costs["commands"])
         print(f"    {'Redis commands per task':<28} {cmd_a:14.1f} {cmd_b:14.1f}   {cmd_b - cmd_a:+.1f} (target <= +3; Lua-internal included)")
         if costs["record_bytes"]:
