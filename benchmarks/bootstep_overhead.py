@@ -94,9 +94,10 @@ def one_round(
     (every 100 ms) so the poll does not load Redis. The worker's processes run on ``worker_cpus``;
     ``redis_pid`` is the server's, for its CPU time and its wait for a CPU.
 
-    Also appends to ``costs`` (names prefixed with ``prefix``, the arm's): CPU time per task of the
-    worker's main process, of its pool processes and of Redis (steadier than throughput on a
-    shared machine), Redis commands per task, and (with install) bytes per record."""
+    Also appends to ``costs`` (names prefixed with ``prefix``, the arm's): per task, the
+    ``CPU_COSTS`` of the worker's main process, of its pool processes and of Redis (CPU time,
+    steadier than throughput on a shared machine; their main threads' waits for a CPU and
+    times on one), Redis commands per task, and (with install) bytes per record."""
     env = {"FILEINTEL_BENCH_REDIS_URL": redis.url, "FILEINTEL_BENCH_INSTALL": "1" if installed else "0",
            "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.abspath(__file__)), str(REPO_ROOT)])}
     client = redis.client()
