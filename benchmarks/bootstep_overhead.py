@@ -47,11 +47,6 @@ from _common import REPO_ROOT, RedisServer, machine_line, median
 TASKS = 2000
 
 
-def server_pid(client) -> int:
-    """The redis-server's process id."""
-    return int(client.info("server")["process_id"])
-
-
 def redis_commands(client) -> int:
     """Commands the server executed so far, less our own INFO and EXISTS polling."""
     stats = client.info("commandstats")
@@ -168,9 +163,9 @@ def _threads_schedstat(processes: list[psutil.Process]) -> tuple[float, float, i
     """Seconds on a CPU of ``processes``' threads but their main ones (with ``install()``, the
     record writer and the liveness beat; a stock prefork worker has none), seconds their main
     threads spent runnable, waiting for a CPU, and the times the scheduler put their main
-    threads on a CPU (after a wait for I/O, or after being preempted). From Linux's ``schedstat``, to the nanosecond
-    (``cpu_times`` counts in 10 ms ticks); a thread started since the last call counts from
-    zero; (0, 0, 0) where ``schedstat`` is missing."""
+    threads on a CPU (after a wait for I/O, or after being preempted). From Linux's
+    ``schedstat``, to the nanosecond (``cpu_times`` counts in 10 ms ticks); a thread started
+    since the last call counts from zero; (0, 0, 0) where ``schedstat`` is missing."""
     side = wait = 0.0
     turns = 0
     for p in processes:
@@ -244,7 +239,8 @@ def main() -> None:
     redis.start()
     # The harness's subprocess helpers and bench_app read these.
     os.environ["FILEINTEL_TEST_REDIS_URL"] = os.environ["FILEINTEL_BENCH_REDIS_URL"] = redis.url
-    redis_pid = server_pid(redis.client())
+    redis_pid = redis.pid
+    assert redis_pid is not None  # started just above
     results = {}
     try:
         for layout in args.layouts.split(","):
