@@ -199,27 +199,6 @@ class ProgressStream(threading.Thread):
 # measuring
 
 
-def round_trips(fn: Callable[[], object]) -> int:
-    """Network round trips ``fn`` makes in this thread: writes to a Redis socket (a pipeline
-    is one). Other threads (the progress stream) are not counted."""
-    from redis.connection import AbstractConnection
-
-    original = AbstractConnection.send_packed_command
-    me, count = threading.get_ident(), 0
-
-    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
-        nonlocal count
-        count += threading.get_ident() == me
-        return original(self, *args, **kwargs)
-
-    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
-    try:
-        fn()
-    finally:
-        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
-    return count
-
-
 def redis_commands(client: Any, fn: Callable[[], object], tries: int = 3) -> int:
     """Commands the Redis server ran for one call of ``fn`` (``INFO commandstats``; commands
     inside Lua scripts count): the fewest over ``tries`` calls, so that a board refresh the
@@ -330,14 +309,14 @@ def measure_size(app: Any, client: Any, ports: dict[str, int], pids: dict[str, i
             result.state  # noqa: B018
 
     row["many"] = median_ms(ours)
-    row["many_trips"] = round_trips(ours)
+    row["many_trips"] = harness.round_trips(ours)
     stream.paused.set()
     try:
         row["many_cmds"] = redis_commands(client, ours)
     finally:
         stream.paused.clear()
     row["stock_many"] = median_ms(stock_many)
-    row["stock_many_trips"] = round_trips(stock_many)
+    row["stock_many_trips"] = harness.round_trips(stock_many)
     row["active_read"] = len(recent_task_ids(app, "active", 10_000))
     return row
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from celery_ext.errors import AmbiguousTaskId
 from celery_ext.ids import validate_task_id
-from celery_ext.records import ACTIVE_READ_LIMIT, FINISHED_INDEX_SIZE, recent_task_ids
+from celery_ext.records import ACTIVE_READ_LIMIT, FINISHED_INDEX_SIZE, store_for
 from celery_ext.status import Outcome
 
 if TYPE_CHECKING:
@@ -40,7 +40,8 @@ def resolve_prefix(app: Celery, prefix: str) -> str:
     validate_task_id(prefix)
     if not could_be_prefix(prefix):
         return prefix
-    recent = recent_task_ids(app, "active", ACTIVE_READ_LIMIT) + recent_task_ids(app, "finished", FINISHED_INDEX_SIZE)
+    pages = store_for(app).index_pages(active=ACTIVE_READ_LIMIT, finished=FINISHED_INDEX_SIZE)
+    recent = pages.active + pages.finished
     matches = sorted({task_id for task_id in recent if task_id.startswith(prefix)})
     if len(matches) > 1:
         raise AmbiguousTaskId(prefix, matches)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RecordStore",
+    "IndexPages",
     "store_for",
     "meta_key",
     "meta_channel_pattern",
@@ -74,6 +76,17 @@ ACTIVE_READ_LIMIT = 200
 #: At most this many ids in the "queued" index: past it the writer's trim drops the newest,
 #: so the oldest (the ones the board's "stuck" section shows) stay.
 QUEUED_INDEX_SIZE = 100_000
+
+
+@dataclass(frozen=True)
+class IndexPages:
+    """What ``RecordStore.index_pages`` read: the newest ids of the active, finished and
+    failed indexes, and the oldest queued ids with their send times."""
+
+    active: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    queued: list[tuple[str, float]] = field(default_factory=list)
 
 
 class RecordStore:
@@ -211,20 +224,14 @@ class RecordStore:
 
     def finished_ids(self, start: int, count: int) -> list[str]:
         """``count`` ids of the finished index from position ``start``, newest first (ids
-        that are not valid task ids are skipped, as in ``recent_task_ids``)."""
+        that are not valid task ids are skipped, as in ``index_pages``)."""
         if not self.enabled or count <= 0:
             return []
         try:
             raw = self.client().zrevrange(self.finished_key, max(0, start), max(0, start) + count - 1)
         except backend_errors() as exc:
             raise unavailable(self, exc) from exc
-        ids = []
-        for item in raw:
-            try:
-                ids.append(validate_task_id(text_of(item)))
-            except ValueError:
-                continue
-        return ids
+        return _valid_ids(raw, self.finished_key)
 
     def states_and_names(self, task_ids: list[str]) -> list[tuple[str | None, str | None]]:
         """Each task's record ``state`` and ``name`` (None where missing), in one pipelined
@@ -243,20 +250,48 @@ class RecordStore:
             for state, name in replies
         ]
 
+    # -- pages of the indexes, for the board and other readers ----------------------------
+    def index_pages(
+        self,
+        *,
+        active: int = 0,
+        finished: int = 0,
+        failed: int = 0,
+        queued_before: tuple[float, int] | None = None,
+    ) -> IndexPages:
+        """The pages of the indexes a reader asks for, in one pipelined round trip: the
+        newest ``active``, ``finished`` and ``failed`` ids (0 reads none of that index), and
+        with ``queued_before=(cutoff, limit)`` the oldest ``limit`` ids of the queued index sent
+        before ``cutoff`` (epoch seconds), with their send times, oldest first.
 
-    # -- the "queued" index, for the board's "stuck" section ------------------------------
-    def queued_before(self, cutoff: float, limit: int) -> list[tuple[str, float]]:
-        """The oldest ``limit`` ids of the queued index sent before ``cutoff`` (epoch
-        seconds), with their send times, oldest first. Members that are not valid task ids
-        are removed, so they cannot keep real ones off the page."""
-        if not self.enabled or limit <= 0:
-            return []
+        Ids that are not valid task ids are skipped; in the queued index they are removed
+        as well (one more command, only when there are some), so they cannot keep real ones
+        off the page for good."""
+        if not self.enabled:
+            return IndexPages()
+        newest = ((self.active_key, active), (self.finished_key, finished), (self.failed_key, failed))
+        cutoff, queued_limit = queued_before if queued_before is not None else (0.0, 0)
         try:
-            raw: list[Any] = self.client().zrangebyscore(
-                self.queued_key, "-inf", f"({cutoff!r}", start=0, num=limit, withscores=True
-            )
+            pipe = self.client().pipeline(transaction=False)
+            for key, limit in newest:
+                if limit > 0:
+                    pipe.zrevrange(key, 0, limit - 1)
+            if queued_limit > 0:
+                pipe.zrangebyscore(
+                    self.queued_key, "-inf", f"({cutoff!r}", start=0, num=queued_limit, withscores=True
+                )
+            replies = iter(pipe.execute())
         except backend_errors() as exc:
             raise unavailable(self, exc) from exc
+        active_ids, finished_ids, failed_ids = (
+            _valid_ids(next(replies), key) if limit > 0 else [] for key, limit in newest
+        )
+        queued = self._queued_page(next(replies)) if queued_limit > 0 else []
+        return IndexPages(active_ids, finished_ids, failed_ids, queued)
+
+    def _queued_page(self, raw: list[Any]) -> list[tuple[str, float]]:
+        """A page of the queued index as (id, send time), its members that are not valid task
+        ids removed from the index."""
         found: list[tuple[str, float]] = []
         foreign = []
         for member, score in raw:
@@ -364,18 +399,23 @@ def redis_client(app: Celery) -> Redis:
 
 def recent_task_ids(app: Celery, kind: str, limit: int = 100) -> list[str]:
     """Ids from the bootstep's indexes, newest first: ``active`` (started, not finished),
-    ``finished`` (the last 1,000 finished) or ``failed`` (the last 1,000 failed or revoked)."""
+    ``finished`` (the last 1,000 finished) or ``failed`` (the last 1,000 failed or revoked).
+    A reader of several indexes reads them in one round trip: ``RecordStore.index_pages``."""
     store = store_for(app)
-    if not store.enabled:
-        return []
-    key = {"active": store.active_key, "finished": store.finished_key, "failed": store.failed_key}[kind]
-    try:
-        ids = store.client().zrevrange(key, 0, max(0, limit - 1))
-    except backend_errors() as exc:
-        raise unavailable(store, exc) from exc
+    if kind == "active":
+        return store.index_pages(active=limit).active
+    if kind == "finished":
+        return store.index_pages(finished=limit).finished
+    if kind == "failed":
+        return store.index_pages(failed=limit).failed
+    raise ValueError(f"no index {kind!r}: active, finished or failed")
+
+
+def _valid_ids(raw: list[Any], key: bytes) -> list[str]:
+    """The members of an index page that are valid task ids, in order."""
     valid = []
-    for raw in ids:
-        text = text_of(raw)
+    for item in raw:
+        text = text_of(item)
         try:
             valid.append(validate_task_id(text))
         except ValueError:  # written by something else: no task of ours, and no reader's problem

@@ -5,16 +5,16 @@ same script call that writes its "sent" record (``task_record.WRITE_SCRIPT``), s
 send time. Workers add no command per task: each writer takes the ids its worker received
 out of the index in one ZREM at its index trim (every five seconds), and readers drop the rest lazily.
 
-``find_stuck`` reads the oldest ``limit`` ids sent before the threshold, classifies them like
-every reader (``describe_many``: one round trip), keeps those still ``queued`` and removes the
-others from the index (one ZREM). Its cost is bounded by ``limit``, not by the number of tasks
+A reader takes the oldest ``limit`` ids sent before the threshold (``RecordStore.index_pages``,
+in the same round trip as its other index reads); ``stuck_among`` classifies them like every
+reader (``describe_many``: one round trip), keeps those still ``queued`` and removes the others
+from the index (one ZREM). Its cost is bounded by ``limit``, not by the number of tasks
 in Redis. The one catch of pruning lazily: when every id read has moved on, that read shows
 fewer stuck tasks than there are; the next read (the index pruned) shows them.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,7 +24,7 @@ from celery_ext.status import Phase, TaskStatus
 if TYPE_CHECKING:
     from celery import Celery
 
-__all__ = ["StuckTask", "split_still_queued", "find_stuck", "queue_of"]
+__all__ = ["StuckTask", "split_still_queued", "stuck_among", "queue_of"]
 
 
 @dataclass(frozen=True)
@@ -46,17 +46,16 @@ def split_still_queued(statuses: Sequence[TaskStatus]) -> tuple[list[TaskStatus]
     return queued, moved_on
 
 
-def find_stuck(app: Celery, *, older_than_s: float, limit: int, now: float | None = None) -> list[StuckTask]:
-    """At most ``limit`` tasks still queued ``older_than_s`` seconds after they were sent,
-    oldest first. Raises ``BackendUnavailable`` when Redis does not answer."""
+def stuck_among(app: Celery, candidates: Sequence[tuple[str, float]], now: float) -> list[StuckTask]:
+    """Of ``candidates``, a page of the queued index (ids and send times, oldest first, as
+    ``RecordStore.index_pages(queued_before=...)`` reads them), the tasks still queued; the
+    others leave the index. Raises ``BackendUnavailable`` when Redis does not answer."""
     from celery_ext.lookup import METADATA_ONLY_BYTES, describe_many
     from celery_ext.records import store_for
 
-    store = store_for(app)
-    now = time.time() if now is None else now
-    candidates = store.queued_before(now - older_than_s, limit)
     if not candidates:
         return []
+    store = store_for(app)
     sent_at = dict(candidates)
     statuses = describe_many(app, list(sent_at), max_result_bytes=METADATA_ONLY_BYTES)
     queued, moved_on = split_still_queued(statuses)

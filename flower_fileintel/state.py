@@ -174,17 +174,23 @@ class PluginState:
         """
         from celery_ext.fetched import record_marks
         from celery_ext.lookup import METADATA_ONLY_BYTES, describe_many
-        from celery_ext.records import ACTIVE_READ_LIMIT, recent_task_ids
-        from celery_ext.stuck import find_stuck
+        from celery_ext.records import ACTIVE_READ_LIMIT, store_for
+        from celery_ext.stuck import stuck_among
 
         stuck_after = self.settings.stuck_after
-        stuck = [stuck_entry(t) for t in find_stuck(self.capp, older_than_s=stuck_after, limit=BOARD_STUCK_LIMIT)]
-        active = recent_task_ids(self.capp, "active", ACTIVE_READ_LIMIT)
-        finished = recent_task_ids(self.capp, "finished", BOARD_FINISHED_LIMIT)
+        read_at = time.time()
+        # Every index page the board shows, in one round trip.
+        pages = store_for(self.capp).index_pages(
+            active=ACTIVE_READ_LIMIT,
+            finished=BOARD_FINISHED_LIMIT,
+            failed=BOARD_FAILURES_LIMIT,
+            queued_before=(read_at - stuck_after, BOARD_STUCK_LIMIT),
+        )
+        stuck = [stuck_entry(t) for t in stuck_among(self.capp, pages.queued, read_at)]
+        active, finished, failed = pages.active, pages.finished, pages.failed
         # What changes on a finished task: its expiry (a keep) and its last fetch. One
         # pipelined read of the board's finished page, whatever the number of tasks.
         marks = dict(zip(finished, record_marks(self.capp, finished)))
-        failed = recent_task_ids(self.capp, "failed", BOARD_FAILURES_LIMIT)
         with self._board_lock:
             for task_id, mark in marks.items():
                 if task_id in self._finished_cache and self._expiry_seen.get(task_id) != mark.result_expires_at:

@@ -53,6 +53,31 @@ _live_lock = threading.Lock()
 
 
 # --------------------------------------------------------------------------------------------
+# counting what a reader asks of Redis
+
+
+def round_trips(fn: Callable[[], object]) -> int:
+    """Network round trips ``fn`` makes in this thread: writes to a Redis socket (a pipeline
+    is one). What other threads send is not counted."""
+    from redis.connection import AbstractConnection
+
+    original = AbstractConnection.send_packed_command
+    me, count = threading.get_ident(), 0
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal count
+        count += threading.get_ident() == me
+        return original(self, *args, **kwargs)
+
+    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    try:
+        fn()
+    finally:
+        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+    return count
+
+
+# --------------------------------------------------------------------------------------------
 # waiting for a condition
 
 

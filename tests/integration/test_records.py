@@ -13,7 +13,7 @@ from celery import Celery, current_app
 import celery_ext
 from celery_ext import end_script, measure
 from celery_ext.record_writes import RecordWrite
-from celery_ext.records import FINISHED_INDEX_SIZE, store_for
+from celery_ext.records import FINISHED_INDEX_SIZE, IndexPages, store_for
 from celery_ext.task_record import TaskRecord
 from celery_ext.writer import TRIM_INTERVAL, writer_for
 from tests import harness, proj
@@ -147,6 +147,26 @@ def test_active_and_finished_indexes(app, worker):
     wait_for(app, running.id, lambda s: s.runtime_s is not None)
     assert running.id not in recent_task_ids(app, "active")
     assert recent_task_ids(app, "finished", 1) == [running.id]
+
+
+def test_the_board_reads_every_index_page_in_one_round_trip(app):
+    """The board's four index pages (active, finished, failed and the queued ids old enough
+    to be stuck) cost one round trip to the real Redis, not four."""
+    store = store_for(app)
+    client = store.client()
+    ids = [str(uuid.uuid4()) for _ in range(4)]
+    client.zadd(store.active_key, {ids[0]: 1})
+    client.zadd(store.finished_key, {ids[1]: 2})
+    client.zadd(store.failed_key, {ids[2]: 3})
+    client.zadd(store.queued_key, {ids[3]: 4})
+    client.ping()  # the connection is made before counting
+    read = []
+
+    def board_pages() -> None:
+        read.append(store.index_pages(active=200, finished=25, failed=10, queued_before=(100.0, 25)))
+
+    assert harness.round_trips(board_pages) == 1
+    assert read == [IndexPages([ids[0]], [ids[1]], [ids[2]], [(ids[3], 4.0)])]
 
 
 @pytest.mark.slow

@@ -14,9 +14,9 @@ import pytest
 from celery import Celery
 
 from celery_ext import lookup
-from celery_ext.records import RecordStore, forget_store, store_for
+from celery_ext.records import IndexPages, RecordStore, forget_store, store_for
 from celery_ext.status import Phase, TaskStatus
-from celery_ext.stuck import find_stuck, queued_for_s, split_still_queued
+from celery_ext.stuck import StuckTask, queued_for_s, split_still_queued, stuck_among
 from flower_fileintel.consumers import (
     QueueConsumers,
     consumers_of,
@@ -101,7 +101,13 @@ def app_and_redis(monkeypatch: pytest.MonkeyPatch) -> Any:
     forget_store(app)
 
 
-def test_find_stuck_reads_one_page_keeps_the_queued_and_prunes_the_rest(app_and_redis, monkeypatch):
+def stuck_now(app: Celery, *, older_than_s: float, limit: int) -> list[StuckTask]:
+    """What the board does: a page of the queued index, then the tasks of it still queued."""
+    page = store_for(app).index_pages(queued_before=(NOW - older_than_s, limit)).queued
+    return stuck_among(app, page, NOW)
+
+
+def test_stuck_reads_one_page_keeps_the_queued_and_prunes_the_rest(app_and_redis, monkeypatch):
     app, client = app_and_redis
     store = store_for(app)
     ids = [str(uuid.uuid4()) for _ in range(6)]
@@ -118,13 +124,13 @@ def test_find_stuck_reads_one_page_keeps_the_queued_and_prunes_the_rest(app_and_
 
     monkeypatch.setattr(lookup, "describe_many", fake_describe_many)
 
-    stuck = find_stuck(app, older_than_s=250, limit=3, now=NOW)
+    stuck = stuck_now(app, older_than_s=250, limit=3)
     assert asked == [ids[:3]]  # the page, oldest first: never more than the limit
     assert [(t.status.task_id, t.queue, t.queued_for_s) for t in stuck] == [(ids[2], "q2", 400.0)]
     assert client.zscore(store.queued_key, ids[0]) is None and client.zscore(store.queued_key, ids[1]) is None
     assert client.zcard(store.queued_key) == 4
 
-    stuck = find_stuck(app, older_than_s=250, limit=3, now=NOW)  # the next read: pruned, so it sees more
+    stuck = stuck_now(app, older_than_s=250, limit=3)  # the next read: pruned, so it sees more
     assert [t.status.task_id for t in stuck] == ids[2:4]  # sent 400 and 300 s ago; 200 s is not stuck yet
 
 
@@ -134,16 +140,33 @@ def test_a_member_that_is_no_task_id_leaves_the_index_instead_of_holding_a_slot(
     real = str(uuid.uuid4())
     client.zadd(store.queued_key, {"not a task id": NOW - 900, b"\xff\xfe": NOW - 800, real: NOW - 700})
     monkeypatch.setattr(lookup, "describe_many", lambda app, ids, **_: [status(i, Phase.QUEUED) for i in ids])
-    assert [t.status.task_id for t in find_stuck(app, older_than_s=300, limit=2, now=NOW)] == []
+    assert [t.status.task_id for t in stuck_now(app, older_than_s=300, limit=2)] == []
     assert client.zrange(store.queued_key, 0, -1) == [real.encode()]
-    assert [t.status.task_id for t in find_stuck(app, older_than_s=300, limit=2, now=NOW)] == [real]
+    assert [t.status.task_id for t in stuck_now(app, older_than_s=300, limit=2)] == [real]
 
 
-def test_find_stuck_with_nothing_old_enough_asks_nothing_more(app_and_redis, monkeypatch):
+def test_stuck_with_nothing_old_enough_asks_nothing_more(app_and_redis, monkeypatch):
     app, client = app_and_redis
     client.zadd(store_for(app).queued_key, {str(uuid.uuid4()): NOW - 10})
     monkeypatch.setattr(lookup, "describe_many", lambda *a, **k: pytest.fail("no candidates: no lookup"))
-    assert find_stuck(app, older_than_s=300, limit=25, now=NOW) == []
+    assert stuck_now(app, older_than_s=300, limit=25) == []
+
+
+def test_index_pages_reads_each_page_asked_for_newest_first_and_skips_foreign_members(app_and_redis):
+    app, client = app_and_redis
+    store = store_for(app)
+    ids = [str(uuid.uuid4()) for _ in range(6)]
+    client.zadd(store.active_key, {ids[0]: 1, ids[1]: 2})
+    client.zadd(store.finished_key, {ids[2]: 1, "not a task id": 2, ids[3]: 3})
+    client.zadd(store.failed_key, {ids[4]: 1})
+    client.zadd(store.queued_key, {ids[5]: NOW - 600, str(uuid.uuid4()): NOW - 10})
+
+    pages = store.index_pages(active=1, finished=3, failed=0, queued_before=(NOW - 300, 5))
+    assert pages.active == [ids[1]]  # the newest one only
+    assert pages.finished == [ids[3], ids[2]]  # the member that is no task id is skipped
+    assert pages.failed == []  # not asked for
+    assert pages.queued == [(ids[5], NOW - 600)]  # sent before the cutoff only
+    assert store.index_pages() == IndexPages()
 
 
 def test_the_stuck_threshold_is_a_validated_setting():
