@@ -21,7 +21,8 @@ Per size (1,000 / 10,000 / 100,000 finished records) it prints, side by side:
   and ``/api/tasks`` latency (stock's anchors: its result API reads the same Redis);
 - ``describe_many`` of 1,000 ids: latency, network round trips (writes to a Redis socket; a
   pipeline is one) and Redis commands (``INFO commandstats``; Lua-internal ones count),
-  beside stock ``AsyncResult(id).state`` for the same 1,000 ids;
+  beside stock ``AsyncResult(id).state`` for the same 1,000 ids, and as the board calls it
+  (metadata only: results over 64 KiB are not loaded, 50 tasks per call of the read script);
 - the plugin Flower's CPU (% of one core, psutil) over a window with the SSE viewers and the
   progress stream, and the number of board snapshots the live hub took in that window.
 Then the plugin Flower's RSS over ``--minutes`` at the largest size (start, every 30 s, end)
@@ -274,6 +275,7 @@ def measure_size(app: Any, client: Any, ports: dict[str, int], pids: dict[str, i
     from celery.result import AsyncResult
 
     import celery_ext
+    from celery_ext.lookup import METADATA_ONLY_BYTES
     from celery_ext.records import recent_task_ids, store_for
 
     store = store_for(app)
@@ -309,6 +311,7 @@ def measure_size(app: Any, client: Any, ports: dict[str, int], pids: dict[str, i
             result.state  # noqa: B018
 
     row["many"] = median_ms(ours)
+    row["many_metadata"] = median_ms(lambda: celery_ext.describe_many(app, sample, max_result_bytes=METADATA_ONLY_BYTES))
     row["many_trips"] = harness.round_trips(ours)
     stream.paused.set()
     try:
@@ -444,18 +447,20 @@ def main() -> None:
 
 def print_table(rows: dict[int, dict[str, Any]], window: float) -> None:
     print(f"\n{'finished records':>16} | {'board.json p50/p95/min ms':>25} | {'stock /api/task/result p50/p95':>30} | "
-          f"{'stock /api/tasks p50/p95':>24} | {'describe_many(1,000) ms, trips, cmds':>36} | "
+          f"{'stock /api/tasks p50/p95':>24} | {'describe_many(1,000) ms, trips, cmds':>36} | {'metadata only ms':>16} | "
           f"{'stock 1,000 x AsyncResult.state ms, trips':>41} | {'Flower CPU %':>12} | {'snapshots':>9}")
     for size, r in rows.items():
         print(f"{size:>16,} | {r['board'][0]:>7.1f} / {r['board'][1]:>6.1f} / {r['board'][2]:>6.1f} | "
               f"{r['stock_result'][0]:>14.1f} / {r['stock_result'][1]:>13.1f} | "
               f"{r['stock_tasks'][0]:>11.1f} / {r['stock_tasks'][1]:>10.1f} | "
-              f"{r['many']:>18.1f}, {r['many_trips']:>5.1f}, {r['many_cmds']:>8.0f} | "
+              f"{r['many']:>18.1f}, {r['many_trips']:>5.1f}, {r['many_cmds']:>8.0f} | {r['many_metadata']:>16.1f} | "
               f"{r['stock_many']:>31.1f}, {r['stock_many_trips']:>7.0f} | {r['cpu']:>12.1f} | {r['snapshots']:>9} | "
               f"load {r['load']:.1f}")
     first = next(iter(rows.values()))
     print(f"(board shows {first['board_counts'][0]} running / {first['board_counts'][1]} finished / "
           f"{first['board_counts'][2]} failures; {RUNNING:,} running tasks in the active index; "
+          f"'metadata only': describe_many as the board calls it, results over 64 KiB not loaded, 50 tasks per "
+          f"call of the read script instead of one; "
           f"progress {first['rate']:.0f} updates/s; {VIEWERS} SSE viewers on /fileintel/events; "
           f"CPU over a {window:.0f} s window with only the viewers and the progress stream; "
           f"stock /api/tasks lists Flower's in-memory events state (this worker sends no events), so it "

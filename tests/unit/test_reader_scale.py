@@ -14,9 +14,16 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from redis.exceptions import NoScriptError, ResponseError
 
 from celery_ext.decoding import NotDecoded, decode_stored
-from celery_ext.lookup import unpack_record
+from celery_ext.lookup import (
+    METADATA_ONLY_BYTES,
+    READ_BATCH_TASKS,
+    _batch_size,
+    _per_task,
+    unpack_record,
+)
 from celery_ext.push import Message
 from celery_ext.records import ACTIVE_READ_LIMIT
 from flower_fileintel.live import LiveHub
@@ -42,6 +49,24 @@ def test_a_packed_record_unpacks_to_hgetalls_flat_list_whatever_its_bytes():
 def test_a_packed_record_that_is_cut_or_garbled_raises_value_error(packed):
     with pytest.raises(ValueError):
         unpack_record(packed)
+
+
+def test_a_read_batchs_reply_splits_into_one_reply_per_task():
+    first = [12, 3600000, b"{}", None, b"", None]
+    third = [0, -2, None, None, b"4:rank1:2", b"inf"]
+    reply = [*first, None, None, None, None, None, None, None, b"WRONGTYPE Operation", *third, None]
+    replies = _per_task(reply, 3)
+    assert (replies[0], replies[2]) == (first, third)
+    assert isinstance(replies[1], ResponseError) and str(replies[1]) == "WRONGTYPE Operation"
+    refused = NoScriptError("NOSCRIPT")
+    assert _per_task(refused, 2) == [refused, refused]  # what Redis said to the whole call
+
+
+def test_a_read_batch_brings_at_most_a_few_mib_of_payloads():
+    assert _batch_size(METADATA_ONLY_BYTES) == READ_BATCH_TASKS
+    assert _batch_size(10 * 1024 * 1024) == 1  # results that may be loaded whole: one per call
+    assert _batch_size(1024 * 1024) == 4
+    assert _batch_size(0) == READ_BATCH_TASKS
 
 
 @pytest.mark.parametrize(
