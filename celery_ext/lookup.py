@@ -338,7 +338,10 @@ def _per_task(reply: Any, tasks: int) -> list[Any]:
     replies: list[Any] = []
     for start in range(0, tasks * _VALUES_PER_TASK, _VALUES_PER_TASK):
         error = reply[start + 6]
-        replies.append(reply[start:start + 6] if error is None else ResponseError(error.decode(errors="replace")))
+        if error is None:
+            replies.append(reply[start:start + 6])
+        else:  # what a reader is told: Redis's words, without where in our script it failed
+            replies.append(ResponseError(error.decode(errors="replace").split(" script: ", 1)[0]))
     return replies
 
 

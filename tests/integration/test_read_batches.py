@@ -66,7 +66,8 @@ def test_a_batch_reads_each_task_as_alone(app, monkeypatch):
     for number, status in enumerate(read):
         kind = "corrupt" if status.task_id == corrupt else expected[status.task_id]
         if kind == "corrupt":
-            assert status.outcome is Outcome.NOT_READABLE and any("WRONGTYPE" in note for note in status.notes), status
+            assert status.outcome is Outcome.NOT_READABLE, status
+            assert any("WRONGTYPE" in note and "user_script" not in note for note in status.notes), status.notes
         elif kind == "beating":
             assert status.phase is Phase.RUNNING, status
         elif kind == "silent":  # its worker's last beat was 100 s ago

@@ -54,10 +54,11 @@ def test_a_packed_record_that_is_cut_or_garbled_raises_value_error(packed):
 def test_a_read_batchs_reply_splits_into_one_reply_per_task():
     first = [12, 3600000, b"{}", None, b"", None]
     third = [0, -2, None, None, b"4:rank1:2", b"inf"]
-    reply = [*first, None, None, None, None, None, None, None, b"WRONGTYPE Operation", *third, None]
+    wrongtype = b"WRONGTYPE Operation against a key script: 3c1d, on @user_script:17."
+    reply = [*first, None, None, None, None, None, None, None, wrongtype, *third, None]
     replies = _per_task(reply, 3)
     assert (replies[0], replies[2]) == (first, third)
-    assert isinstance(replies[1], ResponseError) and str(replies[1]) == "WRONGTYPE Operation"
+    assert isinstance(replies[1], ResponseError) and str(replies[1]) == "WRONGTYPE Operation against a key"
     refused = NoScriptError("NOSCRIPT")
     assert _per_task(refused, 2) == [refused, refused]  # what Redis said to the whole call
 
