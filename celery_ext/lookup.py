@@ -4,7 +4,8 @@ On a Redis backend a small Lua script returns, atomically: the stored result's s
 (STRLEN, O(1)), its TTL, the payload only if it is under ``fileintel_max_result_bytes``
 (otherwise just its first bytes, to read the state), and our record. A 200 MB result is
 never pulled into the process. For a running task it also says how long the worker running
-it has been silent (its liveness key), so a task whose worker died reads ``lost``. Other
+it has been silent (its liveness key), so a task whose worker died reads ``lost``. Readers
+of metadata (the board) read 50 tasks per call of the script (``READ_BATCH_TASKS``). Other
 backends are read through Celery's own API, with records from the records Redis. Writes
 this process queued and has not written yet are overlaid on the record: right after
 ``apply_async()`` a task reads ``queued``, never ``unknown``.

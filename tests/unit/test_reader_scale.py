@@ -51,7 +51,7 @@ def test_a_packed_record_that_is_cut_or_garbled_raises_value_error(packed):
         unpack_record(packed)
 
 
-def test_a_read_batchs_reply_splits_into_one_reply_per_task():
+def test_the_reply_of_a_read_call_splits_into_one_reply_per_task():
     first = [12, 3600000, b"{}", None, b"", None]
     third = [0, -2, None, None, b"4:rank1:2", b"inf"]
     wrongtype = b"WRONGTYPE Operation against a key script: 3c1d, on @user_script:17."
