@@ -8,13 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from celery_ext import lookup
-from celery_ext.lookup import (
-    METADATA_ONLY_BYTES,
-    READ_BATCH_TASKS,
-    describe_many,
-    observe_many,
-)
+from celery_ext import read_script
+from celery_ext.lookup import METADATA_ONLY_BYTES, describe_many, observe_many
+from celery_ext.read_script import READ_BATCH_TASKS
 from celery_ext.records import store_for
 from celery_ext.status import Outcome, Phase
 from celery_ext.task_record import Rank
@@ -51,13 +47,13 @@ def test_a_batch_reads_each_task_as_alone(app, monkeypatch):
     client.rpush(store.record_key(corrupt), "not a hash")  # WRONGTYPE for HGETALL
     describe_many(app, ids[:1])  # the script is loaded and the connection made before counting
     batches: list[int] = []
-    per_task = lookup._per_task
+    per_task = read_script._per_task
 
     def counted(reply, tasks):
         batches.append(tasks)
         return per_task(reply, tasks)
 
-    monkeypatch.setattr(lookup, "_per_task", counted)
+    monkeypatch.setattr(read_script, "_per_task", counted)
     read = []
     trips = harness.round_trips(lambda: read.extend(describe_many(app, ids, max_result_bytes=METADATA_ONLY_BYTES)))
 
@@ -86,8 +82,8 @@ def test_results_that_may_be_loaded_whole_are_read_one_task_per_call(app, monkey
     """A script builds its whole reply in Redis's memory: where results of up to 10 MiB may
     come back, each call reads one task."""
     batches: list[int] = []
-    per_task = lookup._per_task
-    monkeypatch.setattr(lookup, "_per_task", lambda reply, tasks: batches.append(tasks) or per_task(reply, tasks))
+    per_task = read_script._per_task
+    monkeypatch.setattr(read_script, "_per_task", lambda reply, tasks: batches.append(tasks) or per_task(reply, tasks))
     ids = [str(uuid.uuid4()) for _ in range(3)]
     app.backend.store_result(ids[1], "x" * 1000, "SUCCESS")
     read = observe_many(app, ids)

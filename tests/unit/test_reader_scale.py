@@ -17,14 +17,14 @@ from celery import Celery
 from redis.exceptions import NoScriptError, ResponseError
 
 from celery_ext.decoding import NotDecoded, decode_stored
-from celery_ext.lookup import (
-    METADATA_ONLY_BYTES,
+from celery_ext.lookup import METADATA_ONLY_BYTES
+from celery_ext.push import Message
+from celery_ext.read_script import (
     READ_BATCH_TASKS,
     _batch_size,
     _per_task,
     unpack_record,
 )
-from celery_ext.push import Message
 from celery_ext.records import ACTIVE_READ_LIMIT
 from flower_fileintel.live import LiveHub
 from flower_fileintel.watchers import BoardWatcher
