@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 import psutil
 from _common import RedisServer, machine_line, median, ms, p95
 
+from tests.harness import round_trips
+
 
 def timed(fn: Callable[[], object], calls: int) -> list[float]:
     fn()  # warm up (script load, connection)
@@ -49,25 +51,10 @@ def commands_per_call(client, fn: Callable[[], object], calls: int = 50) -> floa
 
 
 def round_trips_per_call(fn: Callable[[], object], calls: int = 50) -> float:
-    """Network round trips per call: writes to a Redis socket (a pipeline is one)."""
-    from redis.connection import AbstractConnection
-
-    original = AbstractConnection.send_packed_command
-    count = 0
-
-    def counting(self, *args, **kwargs):
-        nonlocal count
-        count += 1
-        return original(self, *args, **kwargs)
-
-    fn()
-    AbstractConnection.send_packed_command = counting
-    try:
-        for _ in range(calls):
-            fn()
-    finally:
-        AbstractConnection.send_packed_command = original
-    return count / calls
+    """Network round trips per call: writes to a Redis socket (a pipeline is one), from this
+    thread only (the in-process worker's are not counted)."""
+    fn()  # warm up (script load, connection)
+    return round_trips(lambda: [fn() for _ in range(calls)]) / calls
 
 
 def main() -> None:
